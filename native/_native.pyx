@@ -1,0 +1,1 @@
+# placeholder: the address-space allocator and rendezvous election land here (issue 2)

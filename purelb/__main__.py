@@ -1,0 +1,5 @@
+import sys
+
+from purelb.cli import main
+
+sys.exit(main())
