@@ -57,7 +57,8 @@ CASES = [
     Case("an address marked by another program is never deleted", [],
          [have(2, "192.0.2.9/32", proto=0x10)], [], [], [], 0),
     Case("a wanted address someone else configured is left alone and reported",
-         [want(2, "192.0.2.9/32")], [have(2, "192.0.2.9/32", proto=0)], [], [], ["192.0.2.9/32"], 0),
+         [want(2, "192.0.2.9/32")], [have(2, "192.0.2.9/32", proto=0)],
+         [], [], ["192.0.2.9/32"], 0),
     Case("the same address on another interface does not count",
          [want(2, "192.0.2.9/32")], [have(3, "192.0.2.9/32")],
          ["192.0.2.9/32"], ["192.0.2.9/32"], [], 0),
@@ -72,10 +73,12 @@ CASES = [
     Case("IPv4 NODAD is not compared (the kernel drops it)",
          [want(2, "192.0.2.1/32", flags=IFA_F_NODAD)], [have(2, "192.0.2.1/32")], [], [], [], 1),
     Case("a lifetime below half is refreshed",
-         [want(2, "192.0.2.1/24", valid_lft_s=300)], [have(2, "192.0.2.1/24", valid=149, preferred=149)],
+         [want(2, "192.0.2.1/24", valid_lft_s=300)],
+         [have(2, "192.0.2.1/24", valid=149, preferred=149)],
          ["192.0.2.1/24"], [], [], 0),
     Case("a lifetime above half is kept",
-         [want(2, "192.0.2.1/24", valid_lft_s=300)], [have(2, "192.0.2.1/24", valid=151, preferred=151)],
+         [want(2, "192.0.2.1/24", valid_lft_s=300)],
+         [have(2, "192.0.2.1/24", valid=151, preferred=151)],
          [], [], [], 1),
     Case("a finite address made permanent is replaced",
          [want(2, "192.0.2.1/24")], [have(2, "192.0.2.1/24", valid=200, preferred=200)],
@@ -131,5 +134,5 @@ def test_diff_is_empty_after_applying_it() -> None:
 
 
 def test_needs_refresh_is_false_for_a_matching_permanent_address() -> None:
-    assert not needs_refresh(want(1, "fd00::1/128", flags=IFA_F_NODAD),
-                             have(1, "fd00::1/128", flags=IFA_F_PERMANENT | IFA_F_NODAD))  # fmt: skip
+    spec = want(1, "fd00::1/128", flags=IFA_F_NODAD)
+    assert not needs_refresh(spec, have(1, "fd00::1/128", flags=IFA_F_PERMANENT | IFA_F_NODAD))
