@@ -115,6 +115,16 @@ class AgentSettings:
             ">= 65536",
         )
 
+    @property
+    def max_reconcile_interval_s(self) -> float | None:
+        """The daemon must reconcile at least this often, or local addresses expire.
+
+        The diff refreshes a finite address once less than half its lifetime is left, so a
+        reconcile every ``local_valid_lft_s / 2`` seconds always catches it in time.
+        None when local addresses are permanent.
+        """
+        return None if self.local_valid_lft_s is None else self.local_valid_lft_s / 2
+
     def spec_for(self, kind: AddressKind, index: int, interface: IPInterface) -> AddrSpec:
         """The options an address of ``kind`` is added with.
 

@@ -59,3 +59,8 @@ def test_local_preset_derives_from_the_base() -> None:
     s = AgentSettings(garp_count=5).local()
     assert (s.garp_count, s.virtual_kind) == (5, VirtualKind.IFB)
     assert s.garp_interval_s < AgentSettings().garp_interval_s
+
+
+def test_max_reconcile_interval_is_half_the_local_lifetime() -> None:
+    assert AgentSettings(local_valid_lft_s=300).max_reconcile_interval_s == 150
+    assert AgentSettings(local_valid_lft_s=None).max_reconcile_interval_s is None
