@@ -155,6 +155,15 @@ class NetlinkWriter:
         self._seq = (self._seq + n) & _SEQ_MASK
         return first
 
+    async def _send(self, data: bytes | bytearray) -> None:
+        try:
+            await self._sock.send(data)
+        except OSError as exc:
+            raise NetlinkProtocolError(
+                f"netlink send of {len(data)} bytes failed: "
+                f"{errno.errorcode.get(exc.errno or 0, exc.errno)} ({exc.strerror})"
+            ) from exc
+
     async def _recv(self) -> memoryview:
         try:
             n = await self._sock.recv_into(self._buf)
@@ -164,7 +173,10 @@ class NetlinkWriter:
                     "netlink receive buffer overflowed (ENOBUFS): replies were lost; "
                     "re-dump and retry"
                 ) from exc
-            raise
+            raise NetlinkProtocolError(
+                f"netlink receive failed: {errno.errorcode.get(exc.errno or 0, exc.errno)} "
+                f"({exc.strerror})"
+            ) from exc
         return memoryview(self._buf)[:n]
 
     async def _transact(self, requests: Sequence[bytes]) -> list[int]:
@@ -181,7 +193,7 @@ class NetlinkWriter:
                     offset = len(out)
                     out += req
                     _SEQ.pack_into(out, offset + _SEQ_OFFSET, (first + i) & _SEQ_MASK)
-                await self._sock.send(out)
+                await self._send(out)
                 pending = len(chunk)
                 while pending:
                     view = await self._recv()
@@ -203,7 +215,7 @@ class NetlinkWriter:
         async with self._lock:
             for _attempt in range(DUMP_ATTEMPTS):
                 seq = self._next_seqs(1)
-                await self._sock.send(codec.encode_dump_request(msg_type, seq=seq, family=family))
+                await self._send(codec.encode_dump_request(msg_type, seq=seq, family=family))
                 out: list[codec.RawMessage] = []
                 interrupted = False
                 done = False

@@ -215,3 +215,26 @@ async def test_discover_finds_the_default_route_subnets(make_netns) -> None:
         assert ("eth9", "10.99.0.0/16") in [(s.ifname, str(s.network)) for s in regex]
         v6 = await nl.dump_routes(socket.AF_INET6)
         assert any(r.dst.prefixlen == 0 for r in v6)
+
+
+async def test_lost_acks_are_healed_by_a_fresh_dump(make_netns, caplog) -> None:
+    """Verify that an ACK overflow (ENOBUFS) makes reconcile re-dump and finish the job.
+
+    1024 requests per write against the smallest receive buffer cannot all be acknowledged;
+    the kernel still applies them, so the retry finds most already done.
+    """
+    ns = make_netns()
+    tight = AgentSettings(netlink_batch=1024, netlink_rcvbuf_bytes=64 * 1024).local()
+    async with await NetlinkWriter.open(ns, tight) as nl:
+        lb = await nl.ensure_virtual_interface()
+        base = int(ipaddress.IPv4Address("10.80.0.0"))
+        want = [
+            AddrSpec(index=lb.index, interface=ipaddress.IPv4Interface((base + i, 32)))
+            for i in range(2048)
+        ]
+        result = await nl.reconcile(want)
+        assert result.ok
+        assert "replies lost" in caplog.text, "the overflow path was exercised"
+        mine = [a for a in await nl.dump_addresses() if a.proto == tight.address_proto]
+        assert len(mine) == 2048
+        assert (await nl.reconcile(want)).diff.ops == 0
