@@ -100,16 +100,19 @@ class Announcer:
     @classmethod
     async def open(cls, netns: str | None = None) -> Announcer:
         arp = await open_socket(netns, socket.AF_PACKET, socket.SOCK_RAW, 0)
+        icmp6 = None
         try:
             icmp6 = await open_socket(
                 netns, socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6
             )
+            icmp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ND_HOP_LIMIT)
+            icmp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ND_HOP_LIMIT)
+            icmp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
         except BaseException:
             arp.close()
+            if icmp6 is not None:
+                icmp6.close()
             raise
-        icmp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ND_HOP_LIMIT)
-        icmp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ND_HOP_LIMIT)
-        icmp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
         return cls(arp, icmp6)
 
     async def aclose(self) -> None:

@@ -252,12 +252,11 @@ class NetlinkWriter:
     async def dump_links(self) -> tuple[LinkInfo, ...]:
         """Every interface in the namespace, sorted by index."""
         msgs = await self._dump(codec.RTM_GETLINK)
-        links = tuple(
-            sorted(
-                (codec.decode_link(m.data) for m in msgs if m.type == codec.RTM_NEWLINK),
-                key=lambda link: link.index,
-            )
-        )
+        try:
+            decoded = [codec.decode_link(m.data) for m in msgs if m.type == codec.RTM_NEWLINK]
+        except Exception as exc:  # pyroute2's decoder raises assorted types on bad input
+            raise NetlinkProtocolError(f"malformed link dump: {exc!r}") from exc
+        links = tuple(sorted(decoded, key=lambda link: link.index))
         self._names = {link.index: link.name for link in links}
         return links
 
@@ -272,7 +271,10 @@ class NetlinkWriter:
     async def dump_routes(self, family: int) -> tuple[RouteInfo, ...]:
         """Unicast routes of the main table for one family (socket.AF_INET / AF_INET6)."""
         msgs = await self._dump(codec.RTM_GETROUTE, family)
-        routes = (codec.decode_route(m.data) for m in msgs if m.type == codec.RTM_NEWROUTE)
+        try:
+            routes = [codec.decode_route(m.data) for m in msgs if m.type == codec.RTM_NEWROUTE]
+        except Exception as exc:  # pyroute2's decoder raises assorted types on bad input
+            raise NetlinkProtocolError(f"malformed route dump: {exc!r}") from exc
         return tuple(r for r in routes if r is not None)
 
     # -- addresses ------------------------------------------------------------------------
