@@ -8,6 +8,7 @@ import socket
 
 import agent_ns
 import pytest
+import trio
 from agent_ns import ip, ip_json
 
 from purelb.agent.errors import AddressOpError, LinkOpError, NetnsError
@@ -237,4 +238,25 @@ async def test_lost_acks_are_healed_by_a_fresh_dump(make_netns, caplog) -> None:
         assert "replies lost" in caplog.text, "the overflow path was exercised"
         mine = [a for a in await nl.dump_addresses() if a.proto == tight.address_proto]
         assert len(mine) == 2048
+        assert (await nl.reconcile(want)).diff.ops == 0
+
+
+async def test_a_reconcile_cancelled_midway_is_healed_by_the_next(make_netns) -> None:
+    """Verify that ACKs left in the socket by a cancelled call do not confuse the next one."""
+    ns = make_netns()
+    async with await NetlinkWriter.open(ns, SETTINGS) as nl:
+        lb = await nl.ensure_virtual_interface()
+        base = int(ipaddress.IPv4Address("10.96.0.0"))
+        want = [
+            AddrSpec(index=lb.index, interface=ipaddress.IPv4Interface((base + i, 32)))
+            for i in range(10_000)
+        ]
+        # 10,000 adds on one interface take over 1 s (the kernel walks the address list).
+        with trio.move_on_after(0.25) as scope:
+            await nl.reconcile(want)
+        assert scope.cancelled_caught
+        partial = [a for a in await nl.dump_addresses() if a.proto == SETTINGS.address_proto]
+        assert 0 < len(partial) < 10_000
+        result = await nl.reconcile(want)
+        assert result.ok and result.diff.unchanged == len(partial)
         assert (await nl.reconcile(want)).diff.ops == 0
