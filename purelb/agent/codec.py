@@ -116,7 +116,7 @@ def encode_addr_request(
 def encode_dump_request(msg_type: int, *, seq: int, family: int = 0) -> bytes:
     """A dump request (GETLINK/GETADDR/GETROUTE) for one address family (0 = all)."""
     if msg_type == RTM_GETLINK:
-        body = struct.pack("=BxHiII", family, 0, 0, 0, 0)  # ifinfomsg
+        body = IFINFOMSG.pack(family, 0, 0, 0, 0)
     elif msg_type == RTM_GETADDR:
         body = IFADDRMSG.pack(family, 0, 0, 0, 0)
     elif msg_type == RTM_GETROUTE:
@@ -154,6 +154,26 @@ def encode_link_request(
     msg["header"]["sequence_number"] = seq
     msg.encode()
     return bytes(msg.data)
+
+
+# Per-device IPv4 settings over netlink (include/uapi/linux/if_link.h, ip.h).
+IFLA_AF_SPEC = 26
+IFLA_INET_CONF = 1
+IPV4_DEVCONF_PROMOTE_SECONDARIES = 20
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+
+
+def encode_ipv4_devconf(index: int, *, seq: int, conf: int, value: int) -> bytes:
+    """RTM_NEWLINK setting one IPv4 devconf entry (``net.ipv4.conf.IF.*``) of a link.
+
+    Netlink rather than /proc/sys: /proc/sys/net follows the namespace of whoever opens
+    it, and this socket already lives in the right one.
+    """
+    conf_attr = _attr(conf, U32.pack(value))
+    inet = _attr(IFLA_INET_CONF, conf_attr)
+    af_spec = _attr(IFLA_AF_SPEC, _attr(socket.AF_INET, inet))
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + af_spec
+    return _header(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
 @dataclass(frozen=True, slots=True)

@@ -422,6 +422,22 @@ class NetlinkWriter:
         if code:
             raise LinkOpError("create", name, errno=code, detail=f"kind {kind}")
 
+    async def set_promote_secondaries(self, index: int) -> None:
+        """Set ``net.ipv4.conf.IF.promote_secondaries=1`` on a link.
+
+        Without it (the default is 0) deleting an interface's primary IPv4 address deletes
+        every secondary address of the same subnet with it: withdrawing one virtual /24
+        address would silently take the other Services' addresses down (checked here).
+        """
+        req = codec.encode_ipv4_devconf(
+            index, seq=0, conf=codec.IPV4_DEVCONF_PROMOTE_SECONDARIES, value=1
+        )
+        code = await self._link_request(req)
+        if code:
+            raise LinkOpError(
+                "set promote_secondaries on", self._names.get(index, f"index {index}"), errno=code
+            )
+
     async def ensure_virtual_interface(self) -> LinkInfo:
         """Make sure the virtual interface exists and is up; return it.
 
@@ -429,7 +445,8 @@ class NetlinkWriter:
         created as ``dummy``, falling back to ``ifb`` when the kernel has no dummy driver
         (EOPNOTSUPP), or as ``ifb`` directly; ``VirtualKind.EXISTING`` never creates.
         The interface must be up: routing software does not export addresses of a down
-        link (research/netns-bird.md section 2).
+        link (research/netns-bird.md section 2). IPv4 secondaries are promoted, so removing
+        one address never removes others of its subnet.
         """
         name = self._settings.virtual_interface
         kind = self._settings.virtual_kind
@@ -463,6 +480,7 @@ class NetlinkWriter:
             link = _by_name(await self.dump_links(), name)
             if link is None:
                 raise LinkOpError("find", name, errno=errno.ENODEV, detail="vanished after create")
+        await self.set_promote_secondaries(link.index)
         if not link.is_up:
             await self.set_link_up(link.index)
             link = _by_name(await self.dump_links(), name)

@@ -260,3 +260,23 @@ async def test_a_reconcile_cancelled_midway_is_healed_by_the_next(make_netns) ->
         result = await nl.reconcile(want)
         assert result.ok and result.diff.unchanged == len(partial)
         assert (await nl.reconcile(want)).diff.ops == 0
+
+
+async def test_withdrawing_one_aggregated_address_keeps_its_subnet_siblings(make_netns) -> None:
+    """Verify promote_secondaries on kube-lb0: deleting the primary /24 keeps the others."""
+    ns = make_netns()
+    async with await NetlinkWriter.open(ns, SETTINGS) as nl:
+        lb = await nl.ensure_virtual_interface()
+        a, b, c = (
+            SETTINGS.spec_for(AddressKind.VIRTUAL, lb.index, iface(f"192.0.2.{n}/24"))
+            for n in (10, 11, 12)
+        )
+        assert (await nl.reconcile([a, b, c])).ok
+        assert (await nl.reconcile([b, c])).ok
+        assert kernel_addrs(ns, "kube-lb0") == {"192.0.2.11/24", "192.0.2.12/24"}
+        assert (await nl.reconcile([b, c])).diff.ops == 0
+    conf = await trio.run_process(
+        ["ip", "netns", "exec", ns, "sysctl", "-n", "net.ipv4.conf.kube-lb0.promote_secondaries"],
+        capture_stdout=True,
+    )
+    assert conf.stdout.strip() == b"1"
