@@ -198,3 +198,16 @@ def test_decode_route_reads_default_and_prefix_routes() -> None:
 def test_dump_request_for_an_unknown_type_is_refused() -> None:
     with pytest.raises(ValueError, match="dump request"):
         codec.encode_dump_request(codec.RTM_NEWADDR, seq=1)
+
+
+def test_ipv4_devconf_request_is_byte_exact() -> None:
+    data = codec.encode_ipv4_devconf(7, seq=1, conf=codec.IPV4_DEVCONF_PROMOTE_SECONDARIES, value=1)
+    expected = bytes.fromhex(
+        "34000000" "1000" "0500" "01000000" "00000000"   # nlmsghdr: 52 bytes, NEWLINK, REQ|ACK
+        "00" "00" "0000" "07000000" "00000000" "00000000"  # ifinfomsg: index 7
+        "1400" "1a00"                                    # IFLA_AF_SPEC
+        "1000" "0200"                                    #   AF_INET
+        "0c00" "0100"                                    #     IFLA_INET_CONF
+        "0800" "1400" "01000000"                         #       [20] promote_secondaries = 1
+    )  # fmt: skip
+    assert data == expected
