@@ -6,6 +6,7 @@ set -euo pipefail
 # tool on PATH -> Debian package that provides it
 declare -A TOOLS=(
   [ip]=iproute2
+  [sysctl]=procps
   [ping]=iputils-ping
   [arping]=iputils-arping
   [tcpdump]=tcpdump
