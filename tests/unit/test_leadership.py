@@ -136,7 +136,8 @@ async def test_graceful_stop_hands_over_within_a_retry_period(autojump_clock):
             await trio.sleep(5)
             a_nursery.cancel_scope.cancel()
         stopped = trio.current_time()
-        assert store.lease["spec"]["holderIdentity"] is None
+        # a cleared the holder on its way out (b may already have taken it in the meantime)
+        assert store.lease["spec"]["holderIdentity"] in (None, "b")
         await trio.sleep(5)
         won = next(t for n, v, t in changes if n == "b" and v)
         assert won - stopped <= T.retry_period_s + 0.01
