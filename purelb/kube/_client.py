@@ -533,9 +533,15 @@ def _selector_params(label_selector: LabelSelectorInput | None,
 
 
 def _unavailable(exc: Exception, ctx: RequestContext) -> ApiUnavailable:
-    kind = type(exc).__name__
-    return ApiUnavailable(f"{ctx.describe()}: API server unreachable ({kind}: {exc})",
-                          context=ctx)
+    # httpx often wraps the informative error (an ssl.SSLCertVerificationError, an
+    # OSError with errno) in an exception with an empty message: report the innermost.
+    detail = f"{type(exc).__name__}: {exc}"
+    inner: BaseException | None = exc
+    while inner is not None:
+        if str(inner):
+            detail = f"{type(inner).__name__}: {inner}"
+        inner = inner.__cause__ or inner.__context__
+    return ApiUnavailable(f"{ctx.describe()}: API server unreachable ({detail})", context=ctx)
 
 
 def _error_from(response: httpx.Response, body: bytes, ctx: RequestContext) -> KubeApiError:
