@@ -10,6 +10,7 @@ Layers (each module has one job)::
     _backoff     named retry schedules with cap and jitter
     _watch       sans-I/O watch line decoding
     _client      KubeClient: verbs over httpx (no httpx exception escapes)
+    _cli         shared --kubeconfig/--context/--kube-qps options
     _cache       Store with indexes; diff_snapshot (pure relist diff)
     _reflector   Reflector: list, watch, relist on 410, emit changes
     _events      EventRecorder with series aggregation
@@ -30,6 +31,10 @@ from ._cache import diff_snapshot as diff_snapshot
 from ._cache import index_by_label as index_by_label
 from ._cache import index_by_namespace as index_by_namespace
 from ._cache import object_key as object_key
+from ._cli import add_kube_arguments as add_kube_arguments
+from ._cli import client_from_args as client_from_args
+from ._cli import config_from_args as config_from_args
+from ._cli import settings_from_args as settings_from_args
 from ._client import DEFAULT_CLIENT_SETTINGS as DEFAULT_CLIENT_SETTINGS
 from ._client import ClientSettings as ClientSettings
 from ._client import KubeClient as KubeClient
@@ -144,7 +149,10 @@ __all__ = [
     "WatchEvent",
     "WatchEventType",
     "WatchStream",
+    "add_kube_arguments",
     "backoff_delay",
+    "client_from_args",
+    "config_from_args",
     "diff_snapshot",
     "encode_field_selector",
     "encode_label_selector",
@@ -156,5 +164,6 @@ __all__ = [
     "make_ssl_context",
     "map_error",
     "object_key",
+    "settings_from_args",
     "user_agent",
 ]

@@ -250,3 +250,20 @@ async def test_token_source_keeps_old_token_while_the_file_is_briefly_missing(tm
     (sa / "token").unlink()
     await trio.sleep(2)
     assert await tokens.token() == "first"
+
+
+def test_cli_options_choose_kubeconfig_context_and_rate_limit(tmp_path):
+    import argparse
+
+    from purelb.kube import add_kube_arguments, client_from_args, settings_from_args
+
+    kc = write_kubeconfig(tmp_path / "config", cluster={"server": "http://127.0.0.1:1"},
+                          user={"token": "t"})
+    parser = argparse.ArgumentParser()
+    add_kube_arguments(parser)
+    args = parser.parse_args(["--kubeconfig", str(kc), "--kube-qps", "0"])
+    assert settings_from_args(args).rate_limit is None
+    client = client_from_args(args, role="allocator")
+    assert client.config.server == "http://127.0.0.1:1" and client.role == "allocator"
+    args = parser.parse_args(["--kubeconfig", str(kc), "--kube-qps", "5", "--kube-burst", "7"])
+    assert settings_from_args(args).rate_limit.burst == 7
