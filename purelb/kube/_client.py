@@ -104,6 +104,16 @@ class PatchType(enum.Enum):
     """Kubernetes strategic merge (core types only)."""
 
 
+@dataclass(slots=True)
+class _Retries:
+    """Retry budget of one request."""
+
+    throttled: int = 0
+    """Retries spent on 429 / 5xx with Retry-After."""
+    token_reloaded: bool = False
+    """Whether the token file was already re-read after a 401."""
+
+
 class _State(enum.Enum):
     UNOPENED = "unopened"
     """Built, ``__aenter__`` not yet called."""
@@ -365,7 +375,7 @@ class KubeClient:
         ctx = RequestContext("watch", path, _key(namespace, None))
         timeout = httpx.Timeout(self.settings.request_timeout_s,
                                 connect=self.settings.connect_timeout_s, read=None)
-        attempt = 0
+        retries = _Retries()
         while True:
             await self._before_request()
             request = self._http.build_request("GET", path, params=params, timeout=timeout,
@@ -382,10 +392,9 @@ class KubeClient:
             finally:
                 await response.aclose()
             error = _error_from(response, body, ctx)
-            delay = await self._retry_delay(error, attempt, idempotent=True)
+            delay = await self._retry_delay(error, retries, idempotent=True)
             if delay is None:
                 raise error
-            attempt += 1
             await trio.sleep(delay)
         stream = WatchStream(response, ctx)
         try:
@@ -416,14 +425,15 @@ class KubeClient:
             raise Unauthorized(f"no bearer token: {exc}") from exc
         return {"Authorization": f"Bearer {token}"} if token else {}
 
-    async def _retry_delay(self, error: KubeApiError, attempt: int, *,
+    async def _retry_delay(self, error: KubeApiError, retries: _Retries, *,
                            idempotent: bool) -> float | None:
         """Seconds to wait before retrying ``error``, or ``None`` to raise it."""
-        if isinstance(error, Unauthorized) and self._tokens.rotates and attempt == 0:
+        if isinstance(error, Unauthorized):
+            if not self._tokens.rotates or retries.token_reloaded:
+                return None
+            retries.token_reloaded = True
             self._tokens.invalidate()
             return 0.0
-        if attempt >= self.settings.max_throttle_retries:
-            return None
         if isinstance(error, TooManyRequests):
             wait = error.retry_after_s
             if wait is None:
@@ -432,6 +442,9 @@ class KubeClient:
             wait = error.retry_after_s
         else:
             return None
+        if retries.throttled >= self.settings.max_throttle_retries:
+            return None
+        retries.throttled += 1
         wait = min(wait, self.settings.retry_after_cap_s)
         LOGGER.info("event=api_throttled verb=%s url=%s code=%s retrying_in_s=%.3f",
                     error.context.verb if error.context else "?",
@@ -452,7 +465,7 @@ class KubeClient:
         ctx = RequestContext(verb, path, key)
         content = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if content is not None else {}
-        attempt = 0
+        retries = _Retries()
         while True:
             await self._before_request()
             request = self._http.build_request(
@@ -466,10 +479,9 @@ class KubeClient:
             if response.status_code < 400:
                 return _decode_json(response.content, ctx)
             error = _error_from(response, response.content, ctx)
-            delay = await self._retry_delay(error, attempt, idempotent=method == "GET")
+            delay = await self._retry_delay(error, retries, idempotent=method == "GET")
             if delay is None:
                 raise error
-            attempt += 1
             await trio.sleep(delay)
 
 

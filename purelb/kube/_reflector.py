@@ -237,7 +237,7 @@ class Reflector:
         items, rv = await self._client.list_all(
             self.resource, namespace=self._namespace, label_selector=self._label_selector,
             field_selector=self._field_selector, page_size=self.settings.page_size)
-        changes = self.store.replace_all(items)
+        changes = self.store.replace_all(self._named(items))
         self._rv = rv
         return changes
 
@@ -304,8 +304,15 @@ class Reflector:
                 self._rv = rv
             return
         obj = event.object
+        try:
+            key = object_key(obj)
+        except ValueError as exc:
+            # A server bug must not stop the cache: drop the event, say what it was.
+            LOGGER.error("event=watch_event_dropped resource=%s type=%s rv=%s reason=%s",
+                         self.resource.plural, event.type.value, rv, exc)
+            return
         if event.type is WatchEventType.DELETED:
-            self.store.remove(object_key(obj))
+            self.store.remove(key)
             change = Change(ChangeKind.DELETED, obj)
         else:
             old = self.store.upsert(obj)
@@ -333,6 +340,19 @@ class Reflector:
                 self._send = None
                 return
             self._counts["changes_sent"] += 1
+
+    def _named(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Items that have a name; others are logged and dropped (a server bug)."""
+        good = []
+        for item in items:
+            try:
+                object_key(item)
+            except ValueError as exc:
+                LOGGER.error("event=list_item_dropped resource=%s reason=%s",
+                             self.resource.plural, exc)
+                continue
+            good.append(item)
+        return good
 
     def _next_relist_deadline(self) -> float:
         if self.settings.relist_s is None:

@@ -264,3 +264,14 @@ async def test_client_rate_limit_paces_requests(autojump_clock):
         for _ in range(4):
             await c.get(SERVICES, "web", namespace="a")
         assert trio.current_time() - start == pytest.approx(1.0)
+
+
+async def test_401_after_a_429_still_rereads_the_token(tmp_path, autojump_clock):
+    token_file = tmp_path / "token"
+    token_file.write_text("old")
+    cfg = ClusterConfig(server="http://api.test", token_file=token_file, source="test")
+    rec = Recorder(httpx.Response(429, headers={"Retry-After": "1"}),
+                   httpx.Response(401, json=status(401, "Unauthorized")), ok())
+    async with client(rec, cfg=cfg) as c:
+        await c.get(SERVICES, "web", namespace="a")
+    assert len(rec.requests) == 3

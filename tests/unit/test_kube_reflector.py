@@ -228,3 +228,18 @@ async def test_reflector_closes_the_channel_when_it_stops(api_client, autojump_c
         n.cancel_scope.cancel()
     with pytest.raises(trio.EndOfChannel):
         await receive.receive()
+
+
+async def test_reflector_drops_a_nameless_event_and_keeps_going(api_client, autojump_clock):
+    api, client = api_client
+    send, receive = trio.open_memory_channel(100)
+    refl = Reflector(client, SERVICES, namespace="a", send_channel=send,
+                     settings=ReflectorSettings.local())
+    async with trio.open_nursery() as n:
+        await n.start(refl.run)
+        api.rv += 1
+        api._record("ADDED", {"kind": "Service", "metadata": {"resourceVersion": str(api.rv)}})
+        api.put("after")
+        await converge(refl, api)
+        n.cancel_scope.cancel()
+    assert await drain(receive) == [(ChangeKind.ADDED, "after")]
