@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import trio
 
+from .apiserver_fixtures import CRD_DIR
+
 WRITERS = 8
 """Concurrent clients, so writes are in flight (and batched) when the kill lands."""
 WRITE_PHASE_S = 1.0
@@ -79,7 +81,7 @@ async def test_acknowledged_writes_survive_kill_9_and_rvs_never_repeat(tmp_path:
             stored = {i["metadata"]["name"]: int(i["metadata"]["resourceVersion"])
                       for i in listed["items"]}
             missing = set(acked) - set(stored)
-            assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:3]}"
+            assert not missing, f"{len(missing)} acknowledged writes lost: {sorted(missing)[:3]}"
             assert all(stored[n] == rv for n, rv in acked.items())
             r = await client.post("/api/v1/namespaces/default/configmaps",
                                   json={"metadata": {"name": "after-restart"}})
@@ -92,7 +94,7 @@ async def test_acknowledged_writes_survive_kill_9_and_rvs_never_repeat(tmp_path:
 
 async def test_restart_restores_crds_and_service_allocations(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
-    crd_dir = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+    crd_dir = CRD_DIR
     proc, url = await _start(db)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
