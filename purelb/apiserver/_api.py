@@ -510,7 +510,7 @@ class KubeApi:
         status = 200
         result: WriteResult
         if verb == "create":
-            result = self.objects.create(rdef, ns, self._decode_body(req), opts)
+            result = self.objects.create(rdef, ns, self._decode_body(req), opts, owned=True)
             status = 201
         elif verb == "update":
             assert t.name is not None

@@ -12,6 +12,7 @@ import argparse
 import ipaddress
 import logging
 import secrets
+import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -94,6 +95,11 @@ async def _main(args: argparse.Namespace) -> None:
         if args.kubeconfig_out is not None:
             write_kubeconfig(args.kubeconfig_out, server=url, token=token, ca_pem=ca_pem)
         print(f"purelb apiserver listening on {url}", flush=True)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                LOG.info("event=shutdown signal=%s", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
 
 
 def run(args: argparse.Namespace) -> int:
