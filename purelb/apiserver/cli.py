@@ -56,7 +56,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise ConfigError(f"--listen host {host!r} must be an IP address", path="listen",
+        raise ConfigError(f"--listen {text!r}: host {host!r} must be an IP address", path="listen",
                           value=text) from None
     return host, int(port)
 
