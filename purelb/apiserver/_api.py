@@ -516,6 +516,7 @@ class KubeApi:
             assert t.name is not None
             result = self.objects.update(rdef, ns, t.name, self._decode_body(req), opts,
                                          subresource=t.subresource)
+            status = 201 if result.created else 200
         elif verb == "patch":
             assert t.name is not None
             ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -74,7 +74,13 @@ class FaultInjector:
         count: int = 1,
         retry_after: int | None = None,
     ) -> None:
-        """Answer the next ``count`` matching requests with a Status of code ``status``."""
+        """Answer the next ``count`` matching requests with a Status of code ``status``.
+
+        ``method`` matches the HTTP method (any when None); ``path_regex`` is searched
+        (``re.search``) in the raw request target, path *and* query string, so
+        ``r"watch=true"`` or ``r"/services/web$"`` both work. Rules are tried in the order
+        they were added; the first match is used up.
+        """
         if not 400 <= status <= 599:
             raise ValueError(f"status must be an HTTP error code (400-599), got {status}")
         if count < 1:

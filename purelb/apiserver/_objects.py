@@ -303,11 +303,11 @@ class Objects:
                     f'Invalid value: "{d.plural}": conflicts with a built-in resource',
                     "spec.names.plural")], "apiextensions.k8s.io")
         if old is not None:
-            for f in ("group", "scope"):
-                if old["spec"].get(f) != crd["spec"].get(f) and f == "group":
-                    raise E.invalid("CustomResourceDefinition", crd["metadata"]["name"], [Cause(
-                        "FieldValueInvalid", "field is immutable", f"spec.{f}")],
-                        "apiextensions.k8s.io")
+            changed = [f for f in ("group", "scope") if old["spec"].get(f) != crd["spec"].get(f)]
+            if changed:
+                raise E.invalid("CustomResourceDefinition", crd["metadata"]["name"], [
+                    Cause("FieldValueInvalid", "field is immutable", f"spec.{f}")
+                    for f in changed], "apiextensions.k8s.io")
         return defs
 
     # ---- update / patch --------------------------------------------------------------
@@ -322,7 +322,13 @@ class Objects:
         subresource: str = "",
     ) -> WriteResult:
         ns = namespace if rdef.namespaced else ""
-        old = self._get_existing(rdef, ns, name)
+        old = self.store.get(rdef.storage_key, ns, name)
+        if old is None:
+            if not rdef.create_on_update or subresource:
+                raise E.not_found(rdef.plural, name, rdef.group)
+            created = self._check_body(rdef, body, namespace, name)
+            created["metadata"].pop("resourceVersion", None)
+            return self.create(rdef, namespace, created, opts, owned=True)
         new = self._check_body(rdef, body, namespace, name)
         want_rv = new["metadata"].get("resourceVersion")
         if want_rv not in (None, "") and str(want_rv) != old["metadata"]["resourceVersion"]:

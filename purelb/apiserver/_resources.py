@@ -50,6 +50,8 @@ class ResourceDef:
     """CRD openAPIV3Schema (None for built-ins: stored as sent, no pruning)."""
     crd_name: str = ""
     """Name of the CRD that registered this resource ('' for built-ins)."""
+    create_on_update: bool = False
+    """A PUT of a missing object creates it (the real type's AllowCreateOnUpdate)."""
 
     @property
     def api_version(self) -> str:
@@ -99,12 +101,12 @@ BUILTINS: tuple[ResourceDef, ...] = (
                         "spec.schedulerName", "spec.serviceAccountName", "status.phase",
                         "status.podIP", "status.nominatedNodeName")),
     _core("services", "Service", short_names=("svc",), categories=("all",),
-          subresources=_STATUS, sets_generation=True,
+          subresources=_STATUS, sets_generation=True, create_on_update=True,
           field_labels=(*_OBJECT_FIELDS, "spec.clusterIP", "spec.type")),
-    _core("endpoints", "Endpoints", short_names=("ep",)),
+    _core("endpoints", "Endpoints", short_names=("ep",), create_on_update=True),
     _core("secrets", "Secret", field_labels=(*_OBJECT_FIELDS, "type")),
     _core("configmaps", "ConfigMap", short_names=("cm",)),
-    _core("events", "Event", short_names=("ev",),
+    _core("events", "Event", short_names=("ev",), create_on_update=True,
           field_labels=(*_OBJECT_FIELDS, "involvedObject.kind", "involvedObject.namespace",
                         "involvedObject.name", "involvedObject.uid",
                         "involvedObject.apiVersion", "involvedObject.resourceVersion",
@@ -113,8 +115,8 @@ BUILTINS: tuple[ResourceDef, ...] = (
     _core("serviceaccounts", "ServiceAccount", short_names=("sa",)),
     _g("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice",
        field_labels=(*_OBJECT_FIELDS, "addressType")),
-    _g("coordination.k8s.io", "v1", "leases", "Lease"),
-    _g("events.k8s.io", "v1", "events", "Event", short_names=("ev",),
+    _g("coordination.k8s.io", "v1", "leases", "Lease", create_on_update=True),
+    _g("events.k8s.io", "v1", "events", "Event", short_names=("ev",), create_on_update=True,
        field_labels=(*_OBJECT_FIELDS, "regarding.kind", "regarding.namespace",
                      "regarding.name", "regarding.uid", "reason", "type",
                      "reportingController")),
@@ -122,11 +124,13 @@ BUILTINS: tuple[ResourceDef, ...] = (
        categories=("all",), subresources=_STATUS, sets_generation=True),
     _g("apps", "v1", "daemonsets", "DaemonSet", short_names=("ds",), categories=("all",),
        subresources=_STATUS, sets_generation=True),
-    _g("rbac.authorization.k8s.io", "v1", "roles", "Role"),
-    _g("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
-    _g("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    _g("rbac.authorization.k8s.io", "v1", "roles", "Role", create_on_update=True),
+    _g("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False,
+       create_on_update=True),
+    _g("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding",
+       create_on_update=True),
     _g("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
-       namespaced=False),
+       namespaced=False, create_on_update=True),
     _g("apiextensions.k8s.io", "v1", "customresourcedefinitions",
        "CustomResourceDefinition", namespaced=False, short_names=("crd", "crds"),
        subresources=_STATUS, sets_generation=True),

@@ -37,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SQLite file for durable state (default: in memory)")
     parser.add_argument("--kubeconfig-out", type=Path, default=None, metavar="FILE",
                         help="write a kubeconfig for this server here (mode 0600)")
-    parser.add_argument("--crd", type=Path, action="append", default=[], metavar="PATH",
-                        help="install the CRDs in this YAML file or directory (repeatable)")
+    parser.add_argument("--crd", type=Path, action="extend", nargs="+", default=[],
+                        metavar="PATH",
+                        help="install the CRDs in these YAML files or directories")
     parser.add_argument("--tls-cert", type=Path, default=None, metavar="FILE")
     parser.add_argument("--tls-key", type=Path, default=None, metavar="FILE")
     parser.add_argument("--token", default=None,

@@ -375,3 +375,15 @@ async def test_audit_set_records_verbs_per_user(
     assert ("create", "", "configmaps", "", "default") in records
     assert ("get", "", "configmaps", "", "default") in records
     assert ("patch", "", "services", "status", "default") in records
+
+
+async def test_put_creates_missing_objects_only_where_the_real_type_allows(
+    client: httpx.AsyncClient,
+) -> None:
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1"}}
+    r = await client.put("/apis/coordination.k8s.io/v1/namespaces/default/leases/n1",
+                         json=lease)
+    assert r.status_code == 201 and r.json()["metadata"]["uid"]
+    r = await client.put(f"{CMS}/missing", json=cm("missing"))
+    assert r.status_code == 404
