@@ -243,3 +243,19 @@ async def test_reflector_drops_a_nameless_event_and_keeps_going(api_client, auto
         await converge(refl, api)
         n.cancel_scope.cancel()
     assert await drain(receive) == [(ChangeKind.ADDED, "after")]
+
+
+async def test_reflector_reconnects_a_watch_that_hangs_past_its_timeout(api_client,
+                                                                       autojump_clock):
+    """Verify that a server that never ends a quiet watch (a dead peer) is left after
+    timeoutSeconds + watch_grace_s and the watch is reopened."""
+    api, client = api_client
+    settings = ReflectorSettings.local()
+    refl = Reflector(client, SERVICES, namespace="a", settings=settings)
+    async with trio.open_nursery() as n:
+        await n.start(refl.run)
+        await trio.sleep(settings.watch_timeout_max_s + settings.watch_grace_s + 0.1)
+        assert refl.statistics().watches == 2  # the fake ignores timeoutSeconds
+        api.put("late")
+        await converge(refl, api)
+        n.cancel_scope.cancel()
