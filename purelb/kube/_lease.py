@@ -106,6 +106,9 @@ class LeaseClient:
         self.identity = identity
         self._now = now
 
+    def __repr__(self) -> str:
+        return f"LeaseClient(identity={self.identity!r})"
+
     async def acquire(self, name: str, *, namespace: str, duration_s: int
                       ) -> tuple[LeaseOutcome, dict[str, Any] | None]:
         """Try to hold lease ``name`` for ``duration_s``; return the outcome and the lease."""

@@ -24,6 +24,7 @@ is sent after the cache already reflects it.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import random
 from collections.abc import Mapping
@@ -186,7 +187,7 @@ class Reflector:
         """All cached objects, sorted by (namespace, name)."""
         return self.store.list()
 
-    def by_index(self, index_name: str, value: str) -> list[dict[str, Any]]:
+    def by_index(self, index_name: str, value: str) -> builtins.list[dict[str, Any]]:
         """Cached objects with ``value`` in index ``index_name``."""
         return self.store.by_index(index_name, value)
 
@@ -223,7 +224,7 @@ class Reflector:
             if self._send is not None:
                 self._send.close()
 
-    async def _initial_list(self) -> list[Change]:
+    async def _initial_list(self) -> builtins.list[Change]:
         while True:
             try:
                 return await self._relist()
@@ -232,7 +233,7 @@ class Reflector:
             except KubeApiError as exc:
                 await trio.sleep(self._failure_delay(exc, "initial list"))
 
-    async def _relist(self) -> list[Change]:
+    async def _relist(self) -> builtins.list[Change]:
         self._counts["lists"] += 1
         items, rv = await self._client.list_all(
             self.resource, namespace=self._namespace, label_selector=self._label_selector,
@@ -328,7 +329,7 @@ class Reflector:
             self._counts["resyncs"] += 1
             await self._emit([Change(ChangeKind.MODIFIED, o) for o in self.store.list()])
 
-    async def _emit(self, changes: list[Change]) -> None:
+    async def _emit(self, changes: builtins.list[Change]) -> None:
         if self._send is None:
             return
         for change in changes:
@@ -341,7 +342,7 @@ class Reflector:
                 return
             self._counts["changes_sent"] += 1
 
-    def _named(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _named(self, items: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         """Items that have a name; others are logged and dropped (a server bug)."""
         good = []
         for item in items:
