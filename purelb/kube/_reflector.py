@@ -173,6 +173,7 @@ class Reflector:
         self._backoff = Backoff(settings.backoff, rng=self._rng)
         self._rv = ""
         self._started = False
+        self._emit_lock = trio.StrictFIFOLock()
         self._counts: dict[str, int] = dict.fromkeys(
             ("lists", "watches", "gone", "errors", "bookmarks", "changes_sent", "resyncs"), 0)
         self._last_error = ""
@@ -327,20 +328,36 @@ class Reflector:
         while True:
             await trio.sleep(self.settings.resync_s)
             self._counts["resyncs"] += 1
-            await self._emit([Change(ChangeKind.MODIFIED, o) for o in self.store.list()])
+            async with self._emit_lock:
+                for key in sorted(self.store.snapshot()):
+                    # Read the object at send time, not from a snapshot taken before a
+                    # blocking send: a resync must never re-deliver a stale version after
+                    # the watch delivered a newer one.
+                    current = self.store.get(*key)
+                    if current is not None and not await self._send_one(
+                            Change(ChangeKind.MODIFIED, current)):
+                        return
 
     async def _emit(self, changes: builtins.list[Change]) -> None:
+        """Send a batch in order; batches never interleave with each other or a resync."""
+        async with self._emit_lock:
+            for change in changes:
+                if not await self._send_one(change):
+                    return
+
+    async def _send_one(self, change: Change) -> bool:
+        """Send one change; return False once the consumer is gone."""
         if self._send is None:
-            return
-        for change in changes:
-            try:
-                await self._send.send(change)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                LOGGER.warning("event=consumer_gone resource=%s; cache kept, events dropped",
-                               self.resource.plural)
-                self._send = None
-                return
-            self._counts["changes_sent"] += 1
+            return False
+        try:
+            await self._send.send(change)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            LOGGER.warning("event=consumer_gone resource=%s; cache kept, events dropped",
+                           self.resource.plural)
+            self._send = None
+            return False
+        self._counts["changes_sent"] += 1
+        return True
 
     def _named(self, items: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         """Items that have a name; others are logged and dropped (a server bug)."""

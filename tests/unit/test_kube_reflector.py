@@ -95,11 +95,15 @@ class FakeApi:
     async def _stream(self, since: int):
         drop = self._drop
         while True:
+            # Take the wake-up event before reading history: a change recorded while we
+            # are suspended in a yield must still wake us (no lost wake-up).
+            changed = self._changed
             pending = [(rv, k, o) for rv, k, o in self.history if rv > since]
             for rv, kind, obj in pending:
                 yield json.dumps({"type": kind, "object": obj}).encode() + b"\n"
                 since = rv
-            changed = self._changed
+            if self._changed is not changed:
+                continue
             async with trio.open_nursery() as n:
                 async def wait(ev, nursery=n):
                     await ev.wait()
@@ -259,3 +263,35 @@ async def test_reflector_reconnects_a_watch_that_hangs_past_its_timeout(api_clie
         api.put("late")
         await converge(refl, api)
         n.cancel_scope.cancel()
+
+
+async def test_resync_never_delivers_a_stale_version_after_a_newer_one(api_client,
+                                                                      autojump_clock):
+    """Verify that per object the versions a slow consumer sees never go backwards, even
+    while resyncs and watch events compete for a full channel."""
+    api, client = api_client
+    for name in ("x", "y"):
+        api.put(name)
+    send, receive = trio.open_memory_channel(1)
+    settings = ReflectorSettings(resync_s=0.1, backoff=ReflectorSettings.local().backoff)
+    refl = Reflector(client, SERVICES, namespace="a", send_channel=send, settings=settings)
+    seen: dict[str, list[int]] = {"x": [], "y": []}
+
+    async def slow_consumer():
+        async for _, obj in receive:
+            seen[obj["metadata"]["name"]].append(int(obj["metadata"]["resourceVersion"]))
+            await trio.sleep(0.02)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(slow_consumer)
+        await n.start(refl.run)
+        for i in range(20):
+            api.put("x" if i % 2 else "y", str(i))
+            await trio.sleep(0.02)
+        await converge(refl, api)
+        await trio.sleep(1)
+        n.cancel_scope.cancel()
+    assert refl.statistics().resyncs > 5
+    for name, versions in seen.items():
+        assert versions == sorted(versions), f"{name} went backwards: {versions}"
+        assert versions[-1] == int(api.objects[name]["metadata"]["resourceVersion"])
