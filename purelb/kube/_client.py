@@ -380,10 +380,10 @@ class KubeClient:
         retries = _Retries()
         while True:
             await self._before_request()
-            request = self._http.build_request("GET", path, params=params, timeout=timeout,
-                                               headers=await self._auth_headers(),
-                                               extensions=self._extensions)
+            auth = await self._auth_headers()
             try:
+                request = self._http.build_request("GET", path, params=params, timeout=timeout,
+                                                   headers=auth, extensions=self._extensions)
                 response = await self._http.send(request, stream=True)
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
                 raise _unavailable(exc, ctx) from exc
@@ -470,11 +470,12 @@ class KubeClient:
         retries = _Retries()
         while True:
             await self._before_request()
-            request = self._http.build_request(
-                method, path, params=params, content=content,
-                headers={**headers, **await self._auth_headers()}, extensions=self._extensions,
-            )
+            auth = await self._auth_headers()
             try:
+                request = self._http.build_request(
+                    method, path, params=params, content=content,
+                    headers={**headers, **auth}, extensions=self._extensions,
+                )
                 response = await self._http.send(request)
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
                 raise _unavailable(exc, ctx) from exc
