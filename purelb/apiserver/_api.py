@@ -555,6 +555,8 @@ class KubeApi:
         if result.warnings:
             headers["Warning"] = ", ".join(
                 '299 - "{}"'.format(w.replace('"', "'")) for w in result.warnings)
+        if result.change is not None and result.obj.get("apiVersion") == rdef.api_version:
+            return Response(status, result.change.obj_json(), JSON, headers)
         return _json(status, self._out(rdef, result.obj), headers=headers)
 
 
