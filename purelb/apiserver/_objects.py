@@ -42,7 +42,7 @@ from ._patch import (
 from ._resources import CRD_STORAGE_KEY, NAMESPACES_KEY, SERVICES_KEY, Registry, ResourceDef
 from ._selectors import _KEY_RE, _VALUE_RE, FieldSelector, LabelSelector
 from ._services import Plan, ServiceAllocator
-from ._store import Store
+from ._store import Change, Store
 
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                 "generation")
@@ -76,6 +76,8 @@ class WriteResult:
     """The newest resourceVersion written (await its durability), None if nothing was."""
     created: bool = False
     warnings: list[str] = field(default_factory=list)
+    change: Change | None = None
+    """The stored change when ``obj`` is exactly what was stored (its JSON is cached)."""
 
 
 class Objects:
@@ -273,7 +275,8 @@ class Objects:
             self.services.apply(plan)
         for d in new_defs:
             self.registry.add(d)
-        return WriteResult(change.obj, change.rv, created=True, warnings=warnings)
+        return WriteResult(change.obj, change.rv, created=True, warnings=warnings,
+                           change=change)
 
     @staticmethod
     def _reset_status_on_create(rdef: ResourceDef, obj: dict[str, Any]) -> None:
@@ -472,7 +475,7 @@ class Objects:
             self.registry.remove_crd(name)
             for d in new_defs:
                 self.registry.add(d)
-        return WriteResult(change.obj, change.rv, warnings=warnings)
+        return WriteResult(change.obj, change.rv, warnings=warnings, change=change)
 
     # ---- delete ----------------------------------------------------------------------
     def delete(

@@ -306,3 +306,44 @@ async def _kill_on_exit(proc: trio.Process) -> None:
             proc.kill()
         with trio.CancelScope(shield=True):
             await proc.wait()
+
+
+async def test_kubectl_create_generators_work_for_simple_kinds(kubectl: Kubectl) -> None:
+    """kubectl 1.32 sends protobuf here; the simple kinds are decoded, others get 415."""
+    await kubectl.run("create", "namespace", "gen")
+    await kubectl.run("create", "configmap", "c", "-n", "gen", "--from-literal=a=b")
+    await kubectl.run("create", "secret", "generic", "s", "-n", "gen", "--from-literal=p=q")
+    await kubectl.run("create", "serviceaccount", "sa", "-n", "gen")
+    _, out, _ = await kubectl.run("get", "cm,secret,sa", "-n", "gen", "-o", "name")
+    assert out.split() == ["configmap/c", "secret/s", "serviceaccount/sa"]
+    rc, _, err = await kubectl.run("create", "deployment", "d", "--image=x", ok=False)
+    assert rc == 1 and "apps/v1/Deployment" in err
+
+
+async def test_kubectl_delete_waits_for_finalizers_through_a_filtered_watch(
+    kubectl: Kubectl, srv: TestApiServer
+) -> None:
+    """delete --wait lists and watches with fieldSelector=metadata.name (kubectl.md §8)."""
+    path = kubectl.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n"
+                         "  finalizers: [example.com/hold]\n")
+    await kubectl.run("create", "-f", path)
+    await kubectl.run("create", "-f", kubectl.write("other.yaml", "apiVersion: v1\n"
+                                                   "kind: ConfigMap\nmetadata: {name: other}\n"))
+    result: list[tuple[int, str, str]] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+
+            async def delete() -> None:
+                result.append(await kubectl.run("delete", "cm", "held", "--timeout=20s"))
+
+            nursery.start_soon(delete)
+            await srv.faults.wait_open_watches(1)
+            # A change to another object must not end the wait; removing the finalizer must.
+            await kubectl.run("label", "cm", "other", "x=y")
+            await kubectl.run("patch", "cm", "held", "--type", "json", "-p",
+                              '[{"op": "remove", "path": "/metadata/finalizers"}]')
+    assert result[0][1].strip() == 'configmap "held" deleted'
+    rc, _, err = await kubectl.run("get", "cm", "held", ok=False)
+    assert rc == 1 and "NotFound" in err
+    records = srv.server.audit_records("system:anonymous")
+    assert ("watch", "", "configmaps", "", "default") in records
