@@ -76,6 +76,10 @@ class ReflectorSettings:
     min_healthy_watch_s: float = 1.0
     """A watch that ends sooner than this with no events counts as a failure and backs
     off, so a server that closes watches at once cannot make us spin."""
+    relist_after_failures: int = 5
+    """Consecutive failed watch attempts after which we relist instead of retrying from
+    the same resourceVersion. A server restored from a backup may never accept our
+    version again; 5 attempts at the default backoff is about 8 s of trying first."""
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
     """Delays between failed attempts."""
     resync_s: float | None = None
@@ -86,6 +90,10 @@ class ReflectorSettings:
     ``None`` = only on 410. Costs one list per period."""
 
     def __post_init__(self) -> None:
+        if self.relist_after_failures < 1:
+            raise ConfigError(
+                f"relist_after_failures must be >= 1, got {self.relist_after_failures}",
+                path="relist_after_failures", value=self.relist_after_failures)
         if self.page_size < 1:
             raise ConfigError(f"page_size must be >= 1, got {self.page_size}",
                               path="page_size", value=self.page_size)
@@ -118,6 +126,15 @@ class ReflectorSettings:
 
 
 DEFAULT_REFLECTOR_SETTINGS = ReflectorSettings()
+
+
+def _version_too_large(exc: KubeApiError) -> bool:
+    """Whether the server said our resourceVersion is ahead of it (504 + cause
+    ResourceVersionTooLarge), which only a relist can fix."""
+    details = (exc.status or {}).get("details") or {}
+    causes = details.get("causes") if isinstance(details, dict) else None
+    return isinstance(causes, list) and any(
+        isinstance(c, dict) and c.get("reason") == "ResourceVersionTooLarge" for c in causes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +263,7 @@ class Reflector:
     async def _watch_loop(self) -> None:
         need_relist = False
         consecutive_gone = 0
+        failures = 0
         relist_deadline = self._next_relist_deadline()
         while True:
             delay = 0.0
@@ -253,14 +271,17 @@ class Reflector:
                 if need_relist or trio.current_time() >= relist_deadline:
                     changes = await self._relist()
                     need_relist = False
+                    failures = 0
                     relist_deadline = self._next_relist_deadline()
                     await self._emit(changes)
                 with trio.move_on_at(relist_deadline):
                     healthy = await self._watch_once()
                     consecutive_gone = 0
                     if healthy:
+                        failures = 0
                         self._backoff.reset()
                     else:
+                        failures += 1
                         delay = self._backoff.next_delay()
             except Gone as exc:
                 # The version we hold was compacted: only a relist can catch up. The first
@@ -273,7 +294,15 @@ class Reflector:
                 self._last_error = str(exc)
                 delay = 0.0 if consecutive_gone == 1 else self._backoff.next_delay()
             except KubeApiError as exc:
+                failures += 1
                 delay = self._failure_delay(exc, "watch" if not need_relist else "relist")
+                if not need_relist and (_version_too_large(exc)
+                                        or failures >= self.settings.relist_after_failures):
+                    # The server may never accept our version again (restored from a
+                    # backup, history lost): start over from a fresh list.
+                    LOGGER.warning("event=watch_abandoned resource=%s rv=%s failures=%d "
+                                   "relisting", self.resource.plural, self._rv, failures)
+                    need_relist = True
             if delay > 0:
                 await trio.sleep(delay)
 

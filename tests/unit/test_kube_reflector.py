@@ -39,6 +39,7 @@ class FakeApi:
         self.lists = 0
         self.watches = 0
         self.forbid = False
+        self.watch_errors: list[tuple[int, dict]] = []
 
     def _record(self, kind: str, obj: dict) -> None:
         self.history.append((self.rv, kind, obj))
@@ -85,6 +86,9 @@ class FakeApi:
                 "kind": "ServiceList", "metadata": {"resourceVersion": str(self.rv)},
                 "items": sorted(self.objects.values(), key=lambda o: o["metadata"]["name"])})
         self.watches += 1
+        if self.watch_errors:
+            code, body = self.watch_errors.pop(0)
+            return httpx.Response(code, json=body)
         since = int(params["resourceVersion"])
         if since < self.oldest - 1:
             line = {"type": "ERROR", "object": {"kind": "Status", "code": 410,
@@ -295,3 +299,29 @@ async def test_resync_never_delivers_a_stale_version_after_a_newer_one(api_clien
     for name, versions in seen.items():
         assert versions == sorted(versions), f"{name} went backwards: {versions}"
         assert versions[-1] == int(api.objects[name]["metadata"]["resourceVersion"])
+
+
+TOO_LARGE = {"kind": "Status", "code": 504, "reason": "Timeout",
+             "message": "Too large resource version: 99, current: 7",
+             "details": {"causes": [{"reason": "ResourceVersionTooLarge",
+                                     "message": "Too large resource version"}]}}
+BROKEN = {"kind": "Status", "code": 500, "reason": "InternalError", "message": "x"}
+
+
+@pytest.mark.parametrize(("desc", "errors", "lists_after"), [
+    ("a version ahead of the server relists at once", [(504, TOO_LARGE)], 2),
+    ("four failures retry the watch from the same version", [(500, BROKEN)] * 4, 1),
+    ("five failures in a row give up the version and relist", [(500, BROKEN)] * 5, 2),
+], ids=lambda v: v if isinstance(v, str) and " " in v else "")
+async def test_reflector_relists_when_its_version_cannot_be_watched(
+        api_client, autojump_clock, desc, errors, lists_after):
+    api, client = api_client
+    api.put("x")
+    refl = Reflector(client, SERVICES, namespace="a", settings=ReflectorSettings.local())
+    api.watch_errors = list(errors)  # met by the first watches after the initial list
+    async with trio.open_nursery() as n:
+        await n.start(refl.run)
+        await trio.sleep(10)
+        assert api.watch_errors == []
+        assert api.lists == lists_after
+        n.cancel_scope.cancel()
