@@ -11,7 +11,9 @@ Protocol (the client-go / kopf shape):
 3. On **410 Gone** (the version was compacted away) **relist** and emit the difference
    between the cache and the new list — adds, updates *and deletes* — so an object
    deleted while we were disconnected still reaches consumers as DELETED.
-4. Any other failure: wait with jittered backoff and reconnect. Permanent errors
+4. Any other failure: wait with jittered backoff and reconnect (the policy is the pure
+   :class:`~._recovery.WatchRecovery`; ``relist_after_failures`` failures in a row, or a
+   version the server says is ahead of it, relist instead). Permanent errors
    (401/403/404/422/400) before the first sync raise to the caller of ``nursery.start``
    (a misconfiguration should fail loudly); after it they are logged and retried, so a
    running daemon outlives RBAC edits and API restarts.
@@ -45,9 +47,9 @@ from ._errors import (
     Invalid,
     KubeApiError,
     NotFound,
-    TooManyRequests,
     Unauthorized,
 )
+from ._recovery import Step, WatchRecovery
 from ._resources import Resource
 from ._selectors import LabelSelectorInput
 from ._watch import WatchEvent, WatchEventType
@@ -128,15 +130,6 @@ class ReflectorSettings:
 DEFAULT_REFLECTOR_SETTINGS = ReflectorSettings()
 
 
-def _version_too_large(exc: KubeApiError) -> bool:
-    """Whether the server said our resourceVersion is ahead of it (504 + cause
-    ResourceVersionTooLarge), which only a relist can fix."""
-    details = (exc.status or {}).get("details") or {}
-    causes = details.get("causes") if isinstance(details, dict) else None
-    return isinstance(causes, list) and any(
-        isinstance(c, dict) and c.get("reason") == "ResourceVersionTooLarge" for c in causes)
-
-
 @dataclass(frozen=True, slots=True)
 class ReflectorStatistics:
     """A snapshot of a reflector's counters."""
@@ -187,7 +180,9 @@ class Reflector:
         self._send = send_channel
         self.settings = settings
         self._rng = random.Random()
-        self._backoff = Backoff(settings.backoff, rng=self._rng)
+        self._recovery = WatchRecovery(Backoff(settings.backoff, rng=self._rng),
+                                       relist_after=settings.relist_after_failures,
+                                       retry_after_cap_s=settings.backoff.cap_s)
         self._rv = ""
         self._started = False
         self._emit_lock = trio.StrictFIFOLock()
@@ -245,11 +240,16 @@ class Reflector:
     async def _initial_list(self) -> builtins.list[Change]:
         while True:
             try:
-                return await self._relist()
+                changes = await self._relist()
             except PERMANENT_ERRORS:
                 raise
             except KubeApiError as exc:
-                await trio.sleep(self._failure_delay(exc, "initial list"))
+                step = self._recovery.failed(exc)
+                self._note_failure(exc, step, "initial_list")
+                await trio.sleep(step.delay_s)
+            else:
+                self._recovery.relisted()
+                return changes
 
     async def _relist(self) -> builtins.list[Change]:
         self._counts["lists"] += 1
@@ -261,50 +261,38 @@ class Reflector:
         return changes
 
     async def _watch_loop(self) -> None:
-        need_relist = False
-        consecutive_gone = 0
-        failures = 0
+        recovery = self._recovery
         relist_deadline = self._next_relist_deadline()
+        step = Step(0.0, relist=False)
         while True:
-            delay = 0.0
+            if step.delay_s > 0:
+                await trio.sleep(step.delay_s)
             try:
-                if need_relist or trio.current_time() >= relist_deadline:
+                if step.relist or trio.current_time() >= relist_deadline:
                     changes = await self._relist()
-                    need_relist = False
-                    failures = 0
+                    recovery.relisted()
                     relist_deadline = self._next_relist_deadline()
                     await self._emit(changes)
+                healthy = True  # a watch cut by the periodic relist deadline is fine
                 with trio.move_on_at(relist_deadline):
                     healthy = await self._watch_once()
-                    consecutive_gone = 0
-                    if healthy:
-                        failures = 0
-                        self._backoff.reset()
-                    else:
-                        failures += 1
-                        delay = self._backoff.next_delay()
-            except Gone as exc:
-                # The version we hold was compacted: only a relist can catch up. The first
-                # time is immediate; repeated 410s back off (a server compacting constantly).
-                self._counts["gone"] += 1
-                consecutive_gone += 1
-                need_relist = True
-                LOGGER.info("event=watch_expired resource=%s rv=%s relisting", self.resource.plural,
-                            self._rv)
-                self._last_error = str(exc)
-                delay = 0.0 if consecutive_gone == 1 else self._backoff.next_delay()
+                step = recovery.watch_ended(healthy=healthy)
             except KubeApiError as exc:
-                failures += 1
-                delay = self._failure_delay(exc, "watch" if not need_relist else "relist")
-                if not need_relist and (_version_too_large(exc)
-                                        or failures >= self.settings.relist_after_failures):
-                    # The server may never accept our version again (restored from a
-                    # backup, history lost): start over from a fresh list.
-                    LOGGER.warning("event=watch_abandoned resource=%s rv=%s failures=%d "
-                                   "relisting", self.resource.plural, self._rv, failures)
-                    need_relist = True
-            if delay > 0:
-                await trio.sleep(delay)
+                step = recovery.failed(exc)
+                self._note_failure(exc, step, "relist" if recovery.need_relist else "watch")
+
+    def _note_failure(self, exc: KubeApiError, step: Step, phase: str) -> None:
+        self._last_error = str(exc)
+        if isinstance(exc, Gone):
+            # Our version was compacted away: the relist's diff catches the cache up.
+            self._counts["gone"] += 1
+            LOGGER.info("event=watch_expired resource=%s rv=%s relisting_in_s=%.3f",
+                        self.resource.plural, self._rv, step.delay_s)
+            return
+        self._counts["errors"] += 1
+        log = LOGGER.error if isinstance(exc, PERMANENT_ERRORS) else LOGGER.warning
+        log("event=%s_failed resource=%s error=%s next=%s retrying_in_s=%.3f", phase,
+            self.resource.plural, exc, "relist" if step.relist else "watch", step.delay_s)
 
     async def _watch_once(self) -> bool:
         """One watch connection; return whether it was healthy (events or long enough)."""
@@ -405,14 +393,3 @@ class Reflector:
         if self.settings.relist_s is None:
             return float("inf")
         return trio.current_time() + self.settings.relist_s
-
-    def _failure_delay(self, exc: KubeApiError, phase: str) -> float:
-        self._counts["errors"] += 1
-        self._last_error = str(exc)
-        delay = self._backoff.next_delay()
-        if isinstance(exc, TooManyRequests) and exc.retry_after_s is not None:
-            delay = max(delay, min(exc.retry_after_s, self.settings.backoff.cap_s))
-        log = LOGGER.error if isinstance(exc, PERMANENT_ERRORS) else LOGGER.warning
-        log("event=%s_failed resource=%s error=%s retrying_in_s=%.3f", phase.replace(" ", "_"),
-            self.resource.plural, exc, delay)
-        return delay
