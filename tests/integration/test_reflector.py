@@ -69,6 +69,7 @@ class Fault:
     expect_gone: bool = False
     expect_errors: bool = False
     min_elapsed_s: float = 0.0
+    min_watches: int = 1
 
 
 def _nothing(srv) -> None:
@@ -133,7 +134,7 @@ async def _latency(srv, c):
 
 
 FAULTS = [
-    Fault("dropped watches", _nothing, _dropped_watches),
+    Fault("dropped watches", _nothing, _dropped_watches, min_watches=4),
     Fault("forced 410 with deletes while disconnected", _nothing, _forced_410,
           expect_gone=True, expect_errors=True),
     Fault("compaction while disconnected", _nothing, _compaction, expect_gone=True,
@@ -182,6 +183,7 @@ async def test_reflector_converges_with_no_missed_deletion(srv, fault):
     if fault.expect_errors:
         assert stats.errors >= 1, stats
     assert elapsed >= fault.min_elapsed_s
+    assert stats.watches >= fault.min_watches, stats
 
 
 async def test_reflector_initial_list_retries_transient_errors(srv):
