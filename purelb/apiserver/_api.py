@@ -45,6 +45,8 @@ JSON = "application/json"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 ANONYMOUS = "system:anonymous"
 _HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+MAX_FIELD_MANAGER_LEN = 128
+"""The real server's limit on ?fieldManager= length."""
 _WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
@@ -465,7 +467,11 @@ class KubeApi:
         if fv not in ("Strict", "Warn", "Ignore"):
             raise E.bad_request(
                 f'fieldValidation must be one of "Strict", "Warn", "Ignore", got {fv!r}')
-        return WriteOptions(dry_run=dry == "All", field_validation=fv)
+        manager = req.query.get("fieldManager", "")
+        if len(manager) > MAX_FIELD_MANAGER_LEN:
+            raise E.bad_request(f"fieldManager {manager[:40]!r}... is longer than "
+                                f"{MAX_FIELD_MANAGER_LEN} characters")
+        return WriteOptions(dry_run=dry == "All", field_validation=fv, field_manager=manager)
 
     def _decode_body(self, req: Request, *, allow_empty: bool = False) -> Any:
         ctype = req.headers.get("content-type", JSON).split(";")[0].strip().lower() or JSON

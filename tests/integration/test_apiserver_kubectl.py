@@ -347,3 +347,19 @@ async def test_kubectl_delete_waits_for_finalizers_through_a_filtered_watch(
     assert rc == 1 and "NotFound" in err
     records = srv.server.audit_records("system:anonymous")
     assert ("watch", "", "configmaps", "", "default") in records
+
+
+async def test_kubectl_server_side_apply_and_conflicts(kubectl: Kubectl) -> None:
+    path = kubectl.write("sg.yaml", SG_YAML)
+    _, out, _ = await kubectl.run("apply", "--server-side", "-f", path)
+    assert out.strip() == "servicegroup.purelb.io/lan serverside-applied"
+    _, out, _ = await kubectl.run("apply", "--server-side", "-f", path)
+    assert out.strip() == "servicegroup.purelb.io/lan serverside-applied"
+    other = kubectl.write("sg2.yaml", SG_YAML.replace("192.0.2.0/28", "192.0.2.16/28"))
+    rc, _, err = await kubectl.run("apply", "--server-side", "--field-manager", "other", "-f",
+                                   other, ok=False)
+    assert rc == 1 and "conflict" in err.lower() and ".spec.local.v4pool.pool" in err
+    await kubectl.run("apply", "--server-side", "--field-manager", "other",
+                      "--force-conflicts", "-f", other)
+    _, out, _ = await kubectl.run("get", "sg", "lan", "-o", "jsonpath={.spec.local.v4pool.pool}")
+    assert out == "192.0.2.16/28"
