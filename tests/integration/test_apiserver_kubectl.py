@@ -363,3 +363,20 @@ async def test_kubectl_server_side_apply_and_conflicts(kubectl: Kubectl) -> None
                       "--force-conflicts", "-f", other)
     _, out, _ = await kubectl.run("get", "sg", "lan", "-o", "jsonpath={.spec.local.v4pool.pool}")
     assert out == "192.0.2.16/28"
+
+
+async def test_kubectl_label_diff_and_replace_with_a_stale_version(kubectl: Kubectl) -> None:
+    path = kubectl.write("svc.yaml", SVC_YAML)
+    await kubectl.run("apply", "-f", path)
+    _, out, _ = await kubectl.run("get", "svc", "web", "-o", "yaml")
+    stale = kubectl.write("stale.yaml", out)
+    _, out, _ = await kubectl.run("label", "svc", "web", "tier=fe")
+    assert out.strip() == "service/web labeled"
+    changed = kubectl.write("changed.yaml", SVC_YAML.replace("targetPort: 8080",
+                                                             "targetPort: 9999"))
+    rc, out, _ = await kubectl.run("diff", "-f", changed, ok=False)
+    assert rc == 1 and "9999" in out
+    _, out, _ = await kubectl.run("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].targetPort}")
+    assert out == "8080", "diff must not persist (dryRun=All)"
+    rc, _, err = await kubectl.run("replace", "-f", stale, ok=False)
+    assert rc == 1 and "(Conflict)" in err and "the object has been modified" in err
