@@ -286,6 +286,8 @@ class KubeApi:
             raise E.method_not_allowed(f"the server does not allow this method on the requested "
                                        f"resource ({method} {t.rdef.plural})")
         self._record(req, verb, t)
+        if t.subresource == "scale":
+            return await self._scale(req, t, verb)
         if verb == "list":
             return self._list(req, t)
         if verb == "watch":
@@ -457,6 +459,22 @@ class KubeApi:
             timeout_s=float(timeout) if timeout else self.settings.default_watch_timeout_s,
         )
         return StreamResponse(200, watch.run, JSON)
+
+    async def _scale(self, req: Request, t: _Target, verb: str) -> Response:
+        assert t.name is not None
+        ns = t.namespace or ""
+        if verb == "get":
+            return _json(200, self.objects.get_scale(t.rdef, ns, t.name))
+        opts = self._write_options(req)
+        if verb == "update":
+            result = self.objects.update_scale(t.rdef, ns, t.name, self._decode_body(req), opts)
+        else:
+            ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+            result = self.objects.patch_scale(t.rdef, ns, t.name, ctype,
+                                              self._decode_body(req), opts)
+        if result.rv is not None:
+            await self.store.wait_durable(result.rv)
+        return _json(200, result.obj)
 
     # ---- writes ----------------------------------------------------------------------
     def _write_options(self, req: Request) -> WriteOptions:

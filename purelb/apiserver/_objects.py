@@ -485,6 +485,50 @@ class Objects:
                 self.registry.add(d)
         return WriteResult(change.obj, change.rv, warnings=warnings, change=change)
 
+    # ---- scale subresource (autoscaling/v1 Scale of a Deployment) ---------------------
+    def get_scale(self, rdef: ResourceDef, namespace: str, name: str) -> dict[str, Any]:
+        return scale_of(self._get_existing(rdef, namespace if rdef.namespaced else "", name))
+
+    def patch_scale(
+        self, rdef: ResourceDef, namespace: str, name: str, patch_type: str, patch: Any,
+        opts: WriteOptions,
+    ) -> WriteResult:
+        current = self.get_scale(rdef, namespace, name)
+        try:
+            if patch_type == PatchType.JSON:
+                patched = json_patch(current, patch)
+            elif patch_type in (PatchType.MERGE, PatchType.STRATEGIC, PatchType.APPLY_YAML):
+                if not isinstance(patch, dict):
+                    raise PatchError("a merge patch must be a JSON object")
+                patched = json_merge_patch(current, patch)
+            else:
+                raise E.unsupported_media_type(f"unsupported patch type {patch_type!r}")
+        except PatchError as exc:
+            raise StatusError(422, "Invalid", str(exc)) from None
+        return self.update_scale(rdef, namespace, name, patched, opts)
+
+    def update_scale(
+        self, rdef: ResourceDef, namespace: str, name: str, scale: Any, opts: WriteOptions
+    ) -> WriteResult:
+        """Set spec.replicas from a Scale; the reply is the new Scale."""
+        ns = namespace if rdef.namespaced else ""
+        old = self._get_existing(rdef, ns, name)
+        if not isinstance(scale, dict) or not isinstance(scale.get("spec", {}), dict):
+            raise E.bad_request("the body must be an autoscaling/v1 Scale object")
+        want_rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if want_rv not in (None, "") and str(want_rv) != old["metadata"]["resourceVersion"]:
+            raise E.conflict(rdef.plural, name, rdef.group)
+        replicas = scale.get("spec", {}).get("replicas", 0)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise E.invalid("Scale", name, [Cause(
+                "FieldValueInvalid",
+                f"Invalid value: {replicas!r}: must be greater than or equal to 0",
+                "spec.replicas")], "autoscaling")
+        result = copy.deepcopy(old)
+        result.setdefault("spec", {})["replicas"] = replicas
+        res = self._write_update(rdef, ns, old, result, opts, "")
+        return WriteResult(scale_of(res.obj), res.rv)
+
     # ---- delete ----------------------------------------------------------------------
     def delete(
         self,
@@ -604,6 +648,21 @@ class Objects:
         for n in names:
             if self.store.get(NAMESPACES_KEY, "", n) is None:
                 self.create(rdef, "", {"metadata": {"name": n}}, WriteOptions())
+
+
+def scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale view of a Deployment."""
+    meta = obj["metadata"]
+    match = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                           "creationTimestamp") if k in meta},
+        "spec": {"replicas": obj.get("spec", {}).get("replicas", 1)},
+        "status": {"replicas": obj.get("status", {}).get("replicas", 0),
+                   "selector": ",".join(f"{k}={v}" for k, v in sorted(match.items()))},
+    }
 
 
 def _spec_of(obj: dict[str, Any]) -> dict[str, Any]:

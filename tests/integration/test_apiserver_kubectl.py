@@ -380,3 +380,16 @@ async def test_kubectl_label_diff_and_replace_with_a_stale_version(kubectl: Kube
     assert out == "8080", "diff must not persist (dryRun=All)"
     rc, _, err = await kubectl.run("replace", "-f", stale, ok=False)
     assert rc == 1 and "(Conflict)" in err and "the object has been modified" in err
+
+
+async def test_kubectl_scale_uses_the_scale_subresource(kubectl: Kubectl) -> None:
+    await kubectl.run("apply", "-f", kubectl.write("deploy.yaml", DEPLOY_YAML))
+    _, out, _ = await kubectl.run("scale", "deploy/allocator", "-n", "purelb", "--replicas=3")
+    assert out.strip() == "deployment.apps/allocator scaled"
+    _, out, _ = await kubectl.run("get", "deploy", "allocator", "-n", "purelb", "-o",
+                                  "jsonpath={.spec.replicas} {.metadata.generation}")
+    assert out == "3 2"
+    _, out, _ = await kubectl.run("get", "--raw",
+                                  "/apis/apps/v1/namespaces/purelb/deployments/allocator/scale")
+    scale = json.loads(out)
+    assert scale["kind"] == "Scale" and scale["status"]["selector"] == "app=allocator"
