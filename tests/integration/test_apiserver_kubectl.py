@@ -347,3 +347,49 @@ async def test_kubectl_delete_waits_for_finalizers_through_a_filtered_watch(
     assert rc == 1 and "NotFound" in err
     records = srv.server.audit_records("system:anonymous")
     assert ("watch", "", "configmaps", "", "default") in records
+
+
+async def test_kubectl_server_side_apply_and_conflicts(kubectl: Kubectl) -> None:
+    path = kubectl.write("sg.yaml", SG_YAML)
+    _, out, _ = await kubectl.run("apply", "--server-side", "-f", path)
+    assert out.strip() == "servicegroup.purelb.io/lan serverside-applied"
+    _, out, _ = await kubectl.run("apply", "--server-side", "-f", path)
+    assert out.strip() == "servicegroup.purelb.io/lan serverside-applied"
+    other = kubectl.write("sg2.yaml", SG_YAML.replace("192.0.2.0/28", "192.0.2.16/28"))
+    rc, _, err = await kubectl.run("apply", "--server-side", "--field-manager", "other", "-f",
+                                   other, ok=False)
+    assert rc == 1 and "conflict" in err.lower() and ".spec.local.v4pool.pool" in err
+    await kubectl.run("apply", "--server-side", "--field-manager", "other",
+                      "--force-conflicts", "-f", other)
+    _, out, _ = await kubectl.run("get", "sg", "lan", "-o", "jsonpath={.spec.local.v4pool.pool}")
+    assert out == "192.0.2.16/28"
+
+
+async def test_kubectl_label_diff_and_replace_with_a_stale_version(kubectl: Kubectl) -> None:
+    path = kubectl.write("svc.yaml", SVC_YAML)
+    await kubectl.run("apply", "-f", path)
+    _, out, _ = await kubectl.run("get", "svc", "web", "-o", "yaml")
+    stale = kubectl.write("stale.yaml", out)
+    _, out, _ = await kubectl.run("label", "svc", "web", "tier=fe")
+    assert out.strip() == "service/web labeled"
+    changed = kubectl.write("changed.yaml", SVC_YAML.replace("targetPort: 8080",
+                                                             "targetPort: 9999"))
+    rc, out, _ = await kubectl.run("diff", "-f", changed, ok=False)
+    assert rc == 1 and "9999" in out
+    _, out, _ = await kubectl.run("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].targetPort}")
+    assert out == "8080", "diff must not persist (dryRun=All)"
+    rc, _, err = await kubectl.run("replace", "-f", stale, ok=False)
+    assert rc == 1 and "(Conflict)" in err and "the object has been modified" in err
+
+
+async def test_kubectl_scale_uses_the_scale_subresource(kubectl: Kubectl) -> None:
+    await kubectl.run("apply", "-f", kubectl.write("deploy.yaml", DEPLOY_YAML))
+    _, out, _ = await kubectl.run("scale", "deploy/allocator", "-n", "purelb", "--replicas=3")
+    assert out.strip() == "deployment.apps/allocator scaled"
+    _, out, _ = await kubectl.run("get", "deploy", "allocator", "-n", "purelb", "-o",
+                                  "jsonpath={.spec.replicas} {.metadata.generation}")
+    assert out == "3 2"
+    _, out, _ = await kubectl.run("get", "--raw",
+                                  "/apis/apps/v1/namespaces/purelb/deployments/allocator/scale")
+    scale = json.loads(out)
+    assert scale["kind"] == "Scale" and scale["status"]["selector"] == "app=allocator"
