@@ -126,7 +126,8 @@ class ServiceGroup:
     namespace: str = ""
     local: LocalSpec | None = None
     netbox: NetboxSpec | None = None
-    generation: int = 0
+    generation: int = field(default=0, compare=False)
+    """``metadata.generation``; not part of equality (a no-op edit must not rebuild pools)."""
     raw_pools: tuple[str, ...] = field(default=(), compare=False)
     """Pool strings as written, for ``status.addresses``."""
 
