@@ -3,7 +3,7 @@
 Each hot-path test module builds its ``impl`` fixture from ``impl_params()``, so one suite
 checks both ``purelb._native`` and ``purelb._fallback``. The native one is skipped (with
 the reason) when ``PURELB_PURE=1`` asks for the fallback only or when the extension is not
-built.
+built; under CI a missing extension fails instead, because CI installs with a compiler.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 
 from purelb import _fallback, fast
 
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PURE_ONLY = os.environ.get(fast.PURE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 NATIVE, NATIVE_REASON = fast.load_native()
@@ -25,6 +26,8 @@ def native_skip_reason() -> str | None:
     if PURE_ONLY:
         return f"{fast.PURE_ENV}=1: testing the fallback only"
     if NATIVE is None:
+        if IN_CI:
+            pytest.fail(f"CI must build the native extension: {NATIVE_REASON}", pytrace=False)
         return f"native extension not built: {NATIVE_REASON}"
     return None
 
