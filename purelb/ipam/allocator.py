@@ -1065,6 +1065,11 @@ class Allocator:
         record = self._addresses.get(address)
         return frozenset(record.holders) if record is not None else frozenset()
 
+    def ports_of(self, key: ServiceKey, address: IPAddress) -> frozenset[ServicePort]:
+        """The (protocol, port)s ``key`` serves on ``address`` (empty if it holds none)."""
+        record = self._addresses.get(address)
+        return record.holders.get(key, frozenset()) if record is not None else frozenset()
+
     def orphans(self) -> tuple[IPAddress, ...]:
         """Held addresses that lie in no pool of the current config."""
         return tuple(sorted(self._by_group.get(None, ()), key=_sort_key))

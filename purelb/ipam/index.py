@@ -39,8 +39,8 @@ class AddressIndex:
                 for pool in group.local.pools:
                     entries[pool.family].append(
                         (
-                            pool.range.first,
-                            pool.range.last,
+                            int(pool.range.first),
+                            int(pool.range.last),
                             Placement(group.name, PoolType.LOCAL, pool.subnet, pool.prefix_length),
                         )
                     )

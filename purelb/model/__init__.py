@@ -5,9 +5,9 @@ these frozen values. Every parse failure is an :class:`InvalidField` naming the 
 the value and a stable :class:`Reason`.
 """
 
+from purelb.ipam.pool import AddressRange as AddressRange
 from purelb.model import _annotations as annotations
 from purelb.model._addresses import FAMILY_BITS as FAMILY_BITS
-from purelb.model._addresses import AddressRange as AddressRange
 from purelb.model._addresses import IPAddress as IPAddress
 from purelb.model._addresses import IPNetwork as IPNetwork
 from purelb.model._addresses import address_from_int as address_from_int

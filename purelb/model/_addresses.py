@@ -1,16 +1,16 @@
 """Address, CIDR, pool-range and aggregation syntax, as ServiceGroups spell them.
 
-A pool is a CIDR (``192.168.1.0/24``; network and broadcast included, host bits ignored like
-Go's ``net.ParseCIDR``) or an inclusive ``first-last`` range; a bare address is refused
-(write ``/32`` or ``a-a``), as in PureLB. Ranges are kept as integers so containment and
-overlap tests are arithmetic, never walks.
+Pool syntax itself (CIDR or ``first-last``) belongs to :mod:`purelb.ipam.pool`; this module
+only adds the field path to its errors, plus the syntax the pool does not know (subnets,
+aggregation, single addresses).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
+from purelb.ipam import pool
+from purelb.ipam.pool import AddressRange
 from purelb.model._errors import InvalidField, Reason
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -57,78 +57,18 @@ def parse_cidr(text: str, path: str) -> IPNetwork:
         ) from None
 
 
-@dataclass(frozen=True, slots=True)
-class AddressRange:
-    """An inclusive range of addresses of one family, as integers."""
-
-    first: int
-    last: int
-    family: int
-    text: str
-    """The spelling the user wrote, for messages and ``status.addresses``."""
-
-    @property
-    def size(self) -> int:
-        return self.last - self.first + 1
-
-    def contains(self, address: IPAddress) -> bool:
-        return address.version == self.family and self.first <= int(address) <= self.last
-
-    def overlaps(self, other: AddressRange) -> bool:
-        """Symmetric: true when any address lies in both (PureLB only tested endpoints)."""
-        return (
-            self.family == other.family
-            and self.first <= other.last
-            and other.first <= self.last
-        )
-
-    def first_address(self) -> IPAddress:
-        return address_from_int(self.first, self.family)
-
-    def last_address(self) -> IPAddress:
-        return address_from_int(self.last, self.family)
-
-    def __repr__(self) -> str:
-        return f"AddressRange({self.text!r})"
-
-
-def parse_range(text: str, path: str) -> AddressRange:
-    """A pool: CIDR or ``first-last`` (whitespace around parts is trimmed)."""
+def parse_range(text: object, path: str) -> AddressRange:
+    """A pool: CIDR or ``first-last`` -- :func:`purelb.ipam.pool.parse_range` with a path."""
     if not isinstance(text, str):
         raise InvalidField(
             Reason.WRONG_TYPE, f"must be a string, not {type(text).__name__}", path=path,
             value=text,
         )
-    stripped = text.strip()
-    if "/" in stripped:
-        net = parse_cidr(stripped, path)
-        return AddressRange(
-            int(net.network_address), int(net.broadcast_address), net.version, stripped
-        )
-    parts = stripped.split("-")
-    if len(parts) != 2:
-        raise InvalidField(
-            Reason.INVALID_RANGE,
-            "is neither a CIDR nor a first-last range (a single address needs /32, /128 or a-a)",
-            path=path,
-            value=text,
-        )
     try:
-        first = ipaddress.ip_address(parts[0].strip())
-        last = ipaddress.ip_address(parts[1].strip())
-    except ValueError:
-        raise InvalidField(
-            Reason.INVALID_RANGE, "has a part that is not an IP address", path=path, value=text
-        ) from None
-    if first.version != last.version:
-        raise InvalidField(
-            Reason.INVALID_RANGE, "mixes IPv4 and IPv6 ends", path=path, value=text
-        )
-    if int(first) > int(last):
-        raise InvalidField(
-            Reason.INVALID_RANGE, "starts after it ends", path=path, value=text
-        )
-    return AddressRange(int(first), int(last), first.version, f"{first}-{last}")
+        return pool.parse_range(text)
+    except pool.PoolError as exc:
+        reason = Reason.INVALID_CIDR if "/" in text else Reason.INVALID_RANGE
+        raise InvalidField(reason, str(exc), path=path, value=text) from None
 
 
 def parse_aggregation(text: object, path: str, *, family: int, floor: int) -> int | None:

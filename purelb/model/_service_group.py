@@ -179,9 +179,7 @@ def _parse_pool(raw: object, path: str, *, family: int | None) -> AddressPool:
             path=f"{path}.subnet",
             value=subnet_text,
         )
-    if not (
-        int(subnet.network_address) <= rng.first and rng.last <= int(subnet.broadcast_address)
-    ):
+    if not rng.within(subnet):
         raise InvalidField(
             Reason.POOL_OUTSIDE_SUBNET,
             f"has addresses outside subnet {subnet}",
@@ -196,7 +194,7 @@ def _parse_pool(raw: object, path: str, *, family: int | None) -> AddressPool:
 
 def _check_no_overlap_within(pools: list[AddressPool]) -> None:
     """Pools of one group must not share addresses (PureLB did not check this at all)."""
-    ordered = sorted(enumerate(pools), key=lambda ip: (ip[1].family, ip[1].range.first))
+    ordered = sorted(enumerate(pools), key=lambda ip: (ip[1].family, int(ip[1].range.first)))
     for (i, before), (j, after) in itertools.pairwise(ordered):
         if before.range.overlaps(after.range):
             earlier, later = (before, after) if i < j else (after, before)
@@ -406,9 +404,7 @@ def _group_ranges(group: ServiceGroup) -> list[tuple[AddressRange, str]]:
     out = []
     for fam, prefix in ((4, group.netbox.v4prefix), (6, group.netbox.v6prefix)):
         if prefix is not None:
-            rng = AddressRange(
-                int(prefix.network_address), int(prefix.broadcast_address), fam, str(prefix)
-            )
+            rng = AddressRange(prefix.network_address, prefix.broadcast_address, str(prefix))
             out.append((rng, f"spec.netbox.v{fam}prefix"))
     return out
 
@@ -421,16 +417,16 @@ class _IntervalSet:
         self._items: list[tuple[AddressRange, str]] = []
 
     def find_overlap(self, rng: AddressRange) -> tuple[AddressRange, str] | None:
-        i = bisect.bisect_right(self._firsts, rng.last)
+        i = bisect.bisect_right(self._firsts, int(rng.last))
         # the only candidate is the last accepted range starting at or before rng.last:
         # accepted ranges are disjoint, so if it ends before rng starts, none overlaps
-        if i and self._items[i - 1][0].last >= rng.first:
+        if i and self._items[i - 1][0].last >= rng.first:  # same family: comparable
             return self._items[i - 1]
         return None
 
     def add(self, rng: AddressRange, owner: str) -> None:
-        i = bisect.bisect_left(self._firsts, rng.first)
-        self._firsts.insert(i, rng.first)
+        i = bisect.bisect_left(self._firsts, int(rng.first))
+        self._firsts.insert(i, int(rng.first))
         self._items.insert(i, (rng, owner))
 
 
