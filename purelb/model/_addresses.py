@@ -35,11 +35,17 @@ def address_from_int(value: int, family: int) -> IPAddress:
 def parse_address(text: str, path: str) -> IPAddress:
     """One IPv4 or IPv6 address (no prefix, no zone)."""
     try:
-        return ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(text.strip())
     except ValueError:
         raise InvalidField(
             Reason.INVALID_ADDRESS, "is not an IPv4 or IPv6 address", path=path, value=text
         ) from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise InvalidField(
+            Reason.INVALID_ADDRESS, "has a %zone; a load balancer address has none", path=path,
+            value=text,
+        )
+    return address
 
 
 def parse_cidr(text: str, path: str) -> IPNetwork:
