@@ -141,8 +141,6 @@ class _Undo:
     address: _Address
     service: ServiceKey
     created: bool
-    binding: tuple[str | None, str, int] | None
-    previous_binding: IPAddress | None
 
 
 def _failure_reason(exc: AllocationError, default: FailureReason) -> FailureReason:
@@ -173,7 +171,10 @@ class Allocator:
         self._addresses: dict[IPAddress, _Address] = {}
         self._by_group: dict[str | None, set[IPAddress]] = {}
         self._held: dict[ServiceKey, dict[int, IPAddress]] = {}
-        self._bindings: dict[tuple[str | None, str, int], IPAddress] = {}
+        # (group, sharing key, family) -> addresses under that key. One in steady state; a
+        # config change may merge several into one group (never moved), so the *bound*
+        # address is the lowest: a pure function of the address set, same after a restart.
+        self._bindings: dict[tuple[str | None, str, int], set[IPAddress]] = {}
         self._waiting: dict[ServiceKey, str | None] = {}
         self._waiting_by_group: dict[str | None, set[ServiceKey]] = {}
         self._invalid: set[ServiceKey] = set()
@@ -235,8 +236,7 @@ class Allocator:
         for ip in sorted(rehome, key=_sort_key):
             address = self._addresses[ip]
             old_group = address.group
-            if address.key and self._bindings.get((old_group, address.key, ip.version)) == ip:
-                del self._bindings[(old_group, address.key, ip.version)]
+            self._unbind(address)
             new_group = self._index.group_of(ip)
             if new_group is not None:
                 try:
@@ -245,8 +245,7 @@ class Allocator:
                     raise AssertionError(f"{ip} in {new_group!r} refused on rehome") from None
             address.group = new_group
             self._by_group.setdefault(new_group, set()).add(ip)
-            if address.key:
-                self._bindings.setdefault((new_group, address.key, ip.version), ip)
+            self._bind(address)
             if new_group is None and old_group is not None:
                 orphaned.append(ip)
         self._configured = True
@@ -341,7 +340,7 @@ class Allocator:
         if address is None:
             group = self._index.group_of(ip)
             address = _Address(ip, group, sharing_key)
-        self._check_join(key, address, sharing_key, ports)
+        self._check_join(key, address, sharing_key, ports, one_per_key=False)
         if created:
             if address.group is not None:
                 try:
@@ -373,11 +372,58 @@ class Allocator:
             )
         if not svc.is_load_balancer:
             return self._reconcile_not_lb(svc)
+        before = dict(self._held.get(key, {}))
+        released, touched, events = self._revalidate(svc)
         try:
             plan = self._plan(svc)
         except _Refusal as refusal:
-            return self._refused(svc, refusal, [], set())
-        return self._apply(svc, plan)
+            return self._refused(svc, refusal, released, touched, events, None, before)
+        return self._apply(svc, plan, released, touched, events, before)
+
+    def _revalidate(self, svc: Service) -> tuple[list[Released], set[str | None], list[Event]]:
+        """Phase A: held addresses take the Service's current sharing key and ports.
+
+        Runs before anything else, whatever the rest of the reconcile decides, so our state
+        always matches the Service as written (and an import after a restart rebuilds it).
+        An address the Service may no longer share with its other holders is released:
+        the Service that changed leaves, the others keep it.
+        """
+        key = svc.key
+        sharing_key = self._sharing_key(svc)
+        ports = frozenset(svc.ports)
+        held = self._held.get(key, {})
+        released: list[Released] = []
+        touched: set[str | None] = set()
+        forced: list[IPAddress] = []
+        for _family, ip in sorted(held.items()):
+            address = self._addresses[ip]
+            try:
+                self._check_join(key, address, sharing_key, ports)
+            except _Refusal:
+                forced.append(ip)
+            else:
+                if self._update_holder(key, address, sharing_key, ports):
+                    touched.add(address.group)
+        for ip in forced:
+            del held[ip.version]
+            address = self._addresses[ip]
+            touched.add(address.group)
+            freed = self._detach(key, address, cancel=False)
+            if freed is not None:
+                released.append(freed)
+        if not held:
+            self._held.pop(key, None)
+        events = []
+        if forced:
+            events.append(
+                Event(
+                    EventType.WARNING,
+                    "AddressReleased",
+                    f"Service {key}: sharing key {sharing_key!r} or ports no longer allow "
+                    f"sharing {_ips(forced)} with its other holders; released it",
+                )
+            )
+        return released, touched, events
 
     def release(self, key: ServiceKey) -> Decision:
         """The Service was deleted: free its addresses and requeue who waited for them."""
@@ -554,35 +600,23 @@ class Allocator:
             return order
         return [f for f in order if f in available]
 
-    def _apply(self, svc: Service, plan: _Plan) -> Decision:
+    def _apply(
+        self,
+        svc: Service,
+        plan: _Plan,
+        released: list[Released],
+        touched: set[str | None],
+        events: list[Event],
+        before: Mapping[int, IPAddress],
+    ) -> Decision:
         key = svc.key
         sharing_key = self._sharing_key(svc)
         ports = frozenset(svc.ports)
-        before = dict(self._held.get(key, {}))
         held = self._held.setdefault(key, {})
-        released: list[Released] = []
-        touched: set[str | None] = set()
-        events: list[Event] = []
 
-        # Phase A (kept even if B fails): drop families no longer wanted; a kept address
-        # must still be legal to share under the Service's current key and ports.
-        dropped: list[IPAddress] = []
-        forced: list[IPAddress] = []
-        for family, ip in sorted(before.items()):
-            if family not in plan.wanted:
-                dropped.append(ip)
-                continue
-            target = plan.wanted[family]
-            if target is None or target == ip:
-                address = self._addresses[ip]
-                try:
-                    self._check_join(key, address, sharing_key, ports)
-                except _Refusal:
-                    forced.append(ip)
-                else:
-                    if self._update_holder(key, address, sharing_key, ports):
-                        touched.add(address.group)
-        for ip in dropped + forced:
+        # Phase A (kept even if B fails): drop families no longer wanted.
+        dropped = [ip for family, ip in sorted(held.items()) if family not in plan.wanted]
+        for ip in dropped:
             del held[ip.version]
             address = self._addresses[ip]
             touched.add(address.group)
@@ -597,15 +631,6 @@ class Allocator:
                     f"Service {key} no longer asks for "
                     f"{'/'.join(family_name(ip.version) for ip in dropped)}: released "
                     f"{_ips(dropped)}",
-                )
-            )
-        if forced:
-            events.append(
-                Event(
-                    EventType.WARNING,
-                    "AddressReleased",
-                    f"Service {key}: sharing key {sharing_key!r} or ports no longer allow "
-                    f"sharing {_ips(forced)} with its other holders; released it",
                 )
             )
 
@@ -682,7 +707,7 @@ class Allocator:
         undo: list[_Undo],
     ) -> IPAddress:
         if sharing_key:
-            bound = self._bindings.get((group, sharing_key, family))
+            bound = self._bound(group, sharing_key, family)
             if bound is not None:
                 address = self._addresses[bound]
                 self._check_join(key, address, sharing_key, ports)
@@ -745,8 +770,14 @@ class Allocator:
         address: _Address,
         sharing_key: str,
         ports: frozenset[ServicePort],
+        *,
+        one_per_key: bool = True,
     ) -> None:
-        """Raise unless ``key`` may hold ``address`` beside its other holders."""
+        """Raise unless ``key`` may hold ``address`` beside its other holders.
+
+        ``one_per_key``: also refuse when the key already has another address of the family
+        in the group (off for import, which reproduces whatever state was written).
+        """
         ip, group = address.ip, address.group
         others = address.others(key)
         if others:
@@ -780,9 +811,11 @@ class Allocator:
                     f"is already used by Service {address.ports[p]}",
                     group,
                 )
-        if sharing_key:
-            bound = self._bindings.get((group, sharing_key, ip.version))
-            if bound is not None and bound != ip and self._addresses[bound].others(key):
+        if sharing_key and one_per_key:
+            members = self._bindings.get((group, sharing_key, ip.version), ())
+            others = [b for b in members if b != ip and self._addresses[b].others(key)]
+            if others and ip not in members:
+                bound = min(others, key=_sort_key)
                 raise _Refusal(
                     FailureReason.SHARING_KEY_CONFLICT,
                     f"Service {key}: sharing key {sharing_key!r} is bound to {bound} in "
@@ -793,6 +826,26 @@ class Allocator:
     def _register(self, address: _Address) -> None:
         self._addresses[address.ip] = address
         self._by_group.setdefault(address.group, set()).add(address.ip)
+        self._bind(address)
+
+    def _bind(self, address: _Address) -> None:
+        if address.key:
+            slot = (address.group, address.key, address.ip.version)
+            self._bindings.setdefault(slot, set()).add(address.ip)
+
+    def _unbind(self, address: _Address) -> None:
+        if address.key:
+            slot = (address.group, address.key, address.ip.version)
+            members = self._bindings.get(slot)
+            if members is not None:
+                members.discard(address.ip)
+                if not members:
+                    del self._bindings[slot]
+
+    def _bound(self, group: str | None, sharing_key: str, family: int) -> IPAddress | None:
+        """The address a key is bound to in a group (the lowest if a merge left several)."""
+        members = self._bindings.get((group, sharing_key, family))
+        return min(members, key=_sort_key) if members else None
 
     def _attach(
         self,
@@ -802,16 +855,11 @@ class Allocator:
         ports: frozenset[ServicePort],
     ) -> _Undo:
         """Add ``key`` as a holder (checks already done); returns how to undo it."""
+        assert not address.holders or address.key == sharing_key, "checked by _check_join"
         address.holders[key] = ports
         for port in ports:
             address.ports[port] = key
-        address.key = sharing_key
-        binding = previous = None
-        if sharing_key:
-            binding = (address.group, sharing_key, address.ip.version)
-            previous = self._bindings.get(binding)
-            self._bindings[binding] = address.ip
-        return _Undo(address, key, False, binding, previous)
+        return _Undo(address, key, False)
 
     def _update_holder(
         self,
@@ -835,14 +883,10 @@ class Allocator:
         address.holders[key] = ports
         if sharing_key != address.key:
             # legal only for a sole holder: re-key the address and its binding
-            family = address.ip.version
-            old = (address.group, address.key, family)
-            if address.key and self._bindings.get(old) == address.ip:
-                del self._bindings[old]
-                freed = True
+            freed = freed or bool(address.key)
+            self._unbind(address)
             address.key = sharing_key
-            if sharing_key:
-                self._bindings[(address.group, sharing_key, family)] = address.ip
+            self._bind(address)
         return freed
 
     def _detach(self, key: ServiceKey, address: _Address, *, cancel: bool) -> Released | None:
@@ -860,8 +904,7 @@ class Allocator:
             members.discard(ip)
             if not members:
                 del self._by_group[group]
-        if address.key and self._bindings.get((group, address.key, ip.version)) == ip:
-            del self._bindings[(group, address.key, ip.version)]
+        self._unbind(address)
         if group is None:
             return Released(ip, None, None)
         source = self._sources[group]
@@ -880,11 +923,6 @@ class Allocator:
                 for port in ports:
                     if record.address.ports.get(port) == record.service:
                         del record.address.ports[port]
-            if record.binding is not None:
-                if record.previous_binding is None:
-                    self._bindings.pop(record.binding, None)
-                else:
-                    self._bindings[record.binding] = record.previous_binding
 
     def _release_all(self, key: ServiceKey) -> tuple[list[Released], set[str | None]]:
         released: list[Released] = []
