@@ -12,11 +12,13 @@ Life cycle (the daemon drives it)::
     alloc.reconcile(service) -> Decision      # on every Service add/update (and resync)
     alloc.release(key) -> Decision            # on Service delete
 
-State. Each held address has one record: its group (``None`` when it lies in no pool any
-more), its sharing key, its holders and which holder serves each (protocol, port). A
-reverse index binds (group, sharing key, family) to one address, so sharing never searches.
-Every operation costs O(log pool) or O(ports of the Service); only :meth:`set_config`
-touches more, and then only the addresses of groups whose pools changed.
+State. The address book (``_book``) has one record per held address -- group (``None`` once
+it lies in no pool), sharing key, holders and their (protocol, port)s -- and a (group, key,
+family) index, so sharing never searches. Each group has an address source (``sources``)
+and the address index (``index``) finds a group by address. Every operation costs O(log
+pool) or O(ports of the Service); only :meth:`set_config` touches more, and then only the
+addresses of groups whose pools changed. A per-group waiting list names the Services to
+requeue when something frees.
 
 Rules (see docs/ipam.md for where they differ from PureLB):
 
@@ -74,7 +76,6 @@ from purelb.model import (
     validate_service_groups,
 )
 from purelb.model import annotations as ann
-from purelb.model._annotations import ADDRESSES_PATH
 
 #: written on ``spec.externalTrafficPolicy`` -- sharing ignores it (see ConfigurationWarning)
 ETP_LOCAL = "Local"
@@ -431,7 +432,7 @@ class Allocator:
         annotations = svc.annotations
         order = family_order(svc)
         text = annotations.get(ann.ADDRESSES, "").strip()
-        path = ADDRESSES_PATH
+        path = ann.ADDRESSES_PATH
         warnings: list[Event] = []
         if not text and svc.load_balancer_ip:
             text, path = svc.load_balancer_ip, "spec.loadBalancerIP"
