@@ -141,3 +141,10 @@ def test_model_exports_are_complete_and_unique() -> None:
         if not name.startswith("_") and getattr(value, "__module__", "").startswith("purelb.")
     }
     assert public <= set(exported), public - set(exported)
+
+
+def test_ingress_is_written_with_ipmode_vip() -> None:
+    alloc = ready([sg("default", v4=[pool("10.0.0.0/30", "10.0.0.0/24")])])
+    decision = alloc.reconcile(svc("a"))
+    assert decision.has_writes
+    assert decision.ingress_json() == [{"ip": "10.0.0.0", "ipMode": "VIP"}]
