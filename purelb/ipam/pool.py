@@ -22,6 +22,7 @@ import ipaddress
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import final
 
 from purelb import fast
 from purelb.errors import AllocationError, ConfigError
@@ -199,12 +200,15 @@ def range_within(range_text: str | AddressRange, subnet_cidr: str) -> bool:
     return parsed.within(subnet)
 
 
+@final
 class Pool:
     """Free/allocated state of the addresses of one or more non-overlapping ranges."""
 
     __slots__ = ("_by_family", "_firsts", "_name", "_ranges", "_spaces")
 
     def __init__(self, ranges: Iterable[str | AddressRange], *, name: str = "") -> None:
+        if isinstance(ranges, str):
+            raise TypeError(f"Pool takes a list of ranges, not one string: [{ranges!r}]")
         parsed = tuple(parse_range(r) if isinstance(r, str) else r for r in ranges)
         if not parsed:
             raise PoolError(f"pool {name!r} has no range", value=[])

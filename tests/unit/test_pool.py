@@ -329,3 +329,8 @@ class PoolMachine(RuleBasedStateMachine):
 
 TestPoolMachine = PoolMachine.TestCase
 TestPoolMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_pool_given_one_string_instead_of_a_list_is_a_type_error():
+    with pytest.raises(TypeError, match="list of ranges"):
+        Pool("10.0.0.0/24")
