@@ -14,6 +14,7 @@ from purelb.ipam.pool import (
     PoolExhausted,
     parse_range,
     range_within,
+    require_within,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "PoolExhausted",
     "parse_range",
     "range_within",
+    "require_within",
 ]

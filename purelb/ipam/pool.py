@@ -40,6 +40,7 @@ __all__ = [
     "parse_address",
     "parse_range",
     "range_within",
+    "require_within",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -198,6 +199,17 @@ def range_within(range_text: str | AddressRange, subnet_cidr: str) -> bool:
         message = f"subnet {subnet_cidr!r} is not a valid CIDR: {exc}"
         raise PoolError(message, value=subnet_cidr) from None
     return parsed.within(subnet)
+
+
+def require_within(range_text: str | AddressRange, subnet_cidr: str) -> AddressRange:
+    """The parsed range, or PoolError naming range and subnet when it is not inside."""
+    parsed = parse_range(range_text) if isinstance(range_text, str) else range_text
+    if not range_within(parsed, subnet_cidr):
+        raise PoolError(
+            f"range {parsed.text!r} is outside its subnet {subnet_cidr.strip()!r}",
+            value=parsed.text,
+        )
+    return parsed
 
 
 @final

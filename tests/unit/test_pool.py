@@ -20,6 +20,7 @@ from purelb.ipam.pool import (
     PoolExhausted,
     parse_range,
     range_within,
+    require_within,
 )
 
 ip = ipaddress.ip_address
@@ -75,6 +76,15 @@ def test_range_within_subnet():
     assert not range_within("fd00::/64", "192.168.0.0/16")
     with pytest.raises(PoolError, match="not a valid CIDR"):
         range_within("10.0.0.0/24", "10.0.0.0/99")
+
+
+def test_require_within_names_range_and_subnet():
+    assert require_within("192.168.1.10-192.168.1.20", "192.168.1.0/24").size == 11
+    with pytest.raises(PoolError) as info:
+        require_within("192.168.1.250-192.168.2.5", "192.168.1.0/24")
+    assert str(info.value) == (
+        "range '192.168.1.250-192.168.2.5' is outside its subnet '192.168.1.0/24'"
+    )
 
 
 # -- construction ----------------------------------------------------------------------------
