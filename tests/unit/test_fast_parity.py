@@ -69,6 +69,24 @@ def make_machine(impl: ModuleType) -> type[RuleBasedStateMachine]:
                 assert self.space.allocate_lowest() == expected
                 self.used.add(expected)
 
+        @rule(count=st.integers(1, 5000))
+        def allocate_lowest_run(self, count: int) -> None:
+            """Long runs cross leaves (4096) and fill them: the lowest-free cache's path."""
+            expected = []
+            offset = 0
+            while len(expected) < count and offset < self.size:
+                if offset not in self.used:
+                    expected.append(offset)
+                offset += 1
+            got = []
+            for _ in range(len(expected)):
+                got.append(self.space.allocate_lowest())
+            assert got == expected
+            self.used.update(got)
+            if len(expected) < count:
+                with pytest.raises(fast.SpaceFull):
+                    self.space.allocate_lowest()
+
         @rule(raw=RAW_OFFSETS)
         def allocate(self, raw: int) -> None:
             offset = _fit(raw, self.size)
