@@ -641,6 +641,7 @@ cdef class Rendezvous:
     cdef Py_ssize_t* ranks
     cdef Py_ssize_t n
     cdef tuple names
+    cdef bint distinct   # no two names share a 64-bit hash (so no score can tie)
 
     def __cinit__(self, candidates):
         cdef Py_ssize_t i
@@ -665,6 +666,7 @@ cdef class Rendezvous:
         for i in range(self.n):
             self.hashes[i] = hash_text(names[i])
             self.ranks[i] = rank[names[i]]
+        self.distinct = len({self.hashes[i] for i in range(self.n)}) == self.n
 
     def __dealloc__(self):
         free(self.hashes)
@@ -683,6 +685,14 @@ cdef class Rendezvous:
     cdef inline Py_ssize_t best(self, uint64_t key_hash) noexcept nogil:
         cdef Py_ssize_t i, best_i = 0
         cdef uint64_t score, best_score = c_fmix64(self.hashes[0] ^ key_hash)
+        if self.distinct:
+            # fmix64 is a bijection: distinct node hashes never tie, skip the name check.
+            for i in range(1, self.n):
+                score = c_fmix64(self.hashes[i] ^ key_hash)
+                if score > best_score:
+                    best_score = score
+                    best_i = i
+            return best_i
         for i in range(1, self.n):
             score = c_fmix64(self.hashes[i] ^ key_hash)
             if score > best_score or (score == best_score and self.ranks[i] < self.ranks[best_i]):
