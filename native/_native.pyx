@@ -11,6 +11,8 @@ at most 2**64 offsets has one segment held inline, larger ones keep a dict of th
 segments that hold allocations. Each segment is a 64-ary trie: leaves of 64 words
 (4096 bits), inner nodes of 64 child pointers, every node with a ``full`` mask (skip full
 children in one ctz) and a ``used`` mask (non-empty children; empty ones are freed).
+Each segment also caches the path to the leaf holding its lowest free offset, so
+``allocate_lowest`` scans one leaf per call and descends once per 4096 allocations.
 """
 
 from libc.stdint cimport uint64_t, uintptr_t
@@ -369,6 +371,8 @@ cdef list tree_batch(Tree* t, uint64_t start, Py_ssize_t limit, object base):
     return out
 
 
+#: Approximate bytes of a Python object header or dict entry, for memory_bytes().
+cdef Py_ssize_t OBJECT_OVERHEAD = 64
 #: Offsets handed from C to Python per step of iter_allocated.
 cdef Py_ssize_t ITER_BATCH = 4096
 
@@ -516,10 +520,10 @@ cdef class AddressSpace:
                 batch = tree_batch(&s.t, <uint64_t>(last + 1), ITER_BATCH, base)
 
     def memory_bytes(self):
-        """Bytes held: every trie node plus the objects around them."""
-        cdef Py_ssize_t total = sizeof(Node) * self.t.nodes + 64
+        """Bytes held: every trie node, the segment structs and the objects around them."""
+        cdef Py_ssize_t total = sizeof(Node) * self.t.nodes + sizeof(Tree) + OBJECT_OVERHEAD
         for s in self.segs.values():
-            total += sizeof(Node) * (<_Segment>s).t.nodes + 64 + 32
+            total += sizeof(Node) * (<_Segment>s).t.nodes + sizeof(Tree) + 2 * OBJECT_OVERHEAD
         return total
 
     # -- changes ----------------------------------------------------------------------
