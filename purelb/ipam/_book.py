@@ -143,13 +143,14 @@ class AddressBook:
         written).
         """
         ip, group = address.ip, address.group
+        where = f"ServiceGroup {group!r}" if group is not None else "no ServiceGroup"
         others = address.others(service)
         if others:
             holder = min(others)
             if not sharing_key or not address.key:
                 raise Refusal(
                     FailureReason.ADDRESS_IN_USE,
-                    f"Service {service}: {ip} is held by Service {holder}"
+                    f"Service {service}: {ip} ({where}) is held by Service {holder}"
                     + (
                         " without a sharing key"
                         if not address.key
@@ -160,8 +161,8 @@ class AddressBook:
             if sharing_key != address.key:
                 raise Refusal(
                     FailureReason.SHARING_KEY_CONFLICT,
-                    f"Service {service}: {ip} is shared under key {address.key!r}, not "
-                    f"{sharing_key!r} (held by {holder})",
+                    f"Service {service}: {ip} ({where}) is shared under key "
+                    f"{address.key!r}, not {sharing_key!r} (held by {holder})",
                     group,
                 )
             clashes = sorted(p for p in ports if address.ports.get(p, service) != service)
@@ -169,7 +170,7 @@ class AddressBook:
                 p = clashes[0]
                 raise Refusal(
                     FailureReason.PORT_CONFLICT,
-                    f"Service {service}: port {p.protocol}/{p.port} on {ip} (key "
+                    f"Service {service}: port {p.protocol}/{p.port} on {ip} ({where}, key "
                     f"{sharing_key!r}) is already used by Service {address.ports[p]}",
                     group,
                 )

@@ -1,8 +1,8 @@
 """Which address families a Service gets: ``ipFamilyPolicy`` + ``ipFamilies`` (pure).
 
 PureLB reads only ``spec.ipFamilies``; we honour the policy as Kubernetes defines it for
-cluster IPs: SingleStack takes the first family, PreferDualStack every family the group
-has, RequireDualStack both or nothing.
+cluster IPs: SingleStack takes the first family, PreferDualStack every family both the
+Service (its ``ipFamilies``, when set) and the group have, RequireDualStack both or nothing.
 """
 
 from __future__ import annotations
@@ -64,4 +64,16 @@ def families_for(svc: Service, group: ServiceGroup) -> list[int]:
                 group.name,
             )
         return order
-    return [f for f in order if f in available]
+    # PreferDualStack: the families the API server gave the Service (a single-stack cluster
+    # fills ipFamilies with one family even for PreferDualStack, and kube-proxy could not
+    # forward an address of the other), or every family when nothing is declared.
+    declared = declared_families(svc)
+    families = [f for f in (declared or order) if f in available]
+    if not families:
+        raise Refusal(
+            FailureReason.FAMILY_UNAVAILABLE,
+            f"Service {svc.key}: ServiceGroup {group.name!r} has no "
+            f"{'/'.join(family_name(f) for f in declared)} pool",
+            group.name,
+        )
+    return families

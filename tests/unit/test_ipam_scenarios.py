@@ -377,6 +377,22 @@ SCENARIOS: list[Scenario] = [
         [R(svc("a", families=("IPv4", "IPv6"), policy="PreferDualStack"), holds=("10.0.0.0",))],
     ),
     Scenario(
+        "[ours] PreferDualStack in a single-stack cluster (ipFamilies: [IPv4]) takes IPv4 only",
+        [G46],
+        [R(svc("a", families=("IPv4",), policy="PreferDualStack"), holds=("10.0.0.0",))],
+    ),
+    Scenario(
+        "[ours] PreferDualStack with no declared families takes every family of the group",
+        [G46],
+        [R(svc("a", policy="PreferDualStack"), holds=("10.0.0.0", "fd00::"))],
+    ),
+    Scenario(
+        "PreferDualStack for IPv4 against an IPv6-only group is family_unavailable",
+        [G6],
+        [R(svc("a", families=("IPv4",), policy="PreferDualStack"), outcome=Outcome.INVALID,
+           reason="family_unavailable")],
+    ),
+    Scenario(
         "ingress lists addresses in the Service's ipFamilies order",
         [G46],
         [
