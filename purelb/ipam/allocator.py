@@ -190,6 +190,12 @@ class Allocator:
             for name, source in self._sources.items()
             if new_sources.get(name) is not source
         ]
+        unused_offers = [
+            Released(ip, name, PoolType.NETBOX)
+            for name in stale
+            if isinstance(self._sources[name], ExternalSource)
+            for ip in self._sources[name].drain_offers()  # type: ignore[union-attr]
+        ]
         accepted = tuple(new_groups)
         self._groups = new_groups
         self._sources = new_sources
@@ -219,6 +225,7 @@ class Allocator:
             rejected=tuple(rejected),
             orphaned=tuple(orphaned),
             requeue=tuple(ServiceKey(k) for k in requeue),
+            unused_offers=tuple(unused_offers),
         )
 
     @property

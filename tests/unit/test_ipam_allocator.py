@@ -148,3 +148,14 @@ def test_ingress_is_written_with_ipmode_vip() -> None:
     decision = alloc.reconcile(svc("a"))
     assert decision.has_writes
     assert decision.ingress_json() == [{"ip": "10.0.0.0", "ipMode": "VIP"}]
+
+
+def test_offers_of_a_replaced_netbox_group_are_handed_back() -> None:
+    alloc = ready([netbox_sg("default", v4prefix="10.99.0.0/24")])
+    alloc.offer_external("default", [A("10.99.0.9"), A("10.99.0.8")])
+    alloc.reconcile(svc("a"))  # takes 10.99.0.8
+    result = alloc.set_config([netbox_sg("default", v4prefix="10.99.0.0/24", tenant="t2")])
+    assert [(str(r.address), r.group, r.pool_type) for r in result.unused_offers] == [
+        ("10.99.0.9", "default", PoolType.NETBOX)]
+    assert alloc.holdings("ns/a") == {4: A("10.99.0.8")}  # the held one stays (adopted)
+    assert alloc.stats()[0].in_use == 1
