@@ -115,6 +115,11 @@ class GossipTimings:
     """Backoff between join attempts while no seed answered; the last value repeats (cap).
     Starts fast because a DaemonSet rolls out all agents together."""
 
+    seed_refresh_s: float = 5.0
+    """Seconds between calls to the seed provider while we see no other member (before the
+    first join, or after losing everyone). Discovery reads the Kubernetes API, so not more
+    often than this; joining itself retries faster (``join_retry_delays_s``)."""
+
     join_retry_jitter: float = 0.2
     """Fraction of random jitter added to each join delay, so a whole DaemonSet restarting
     at once does not retry in lock-step."""
@@ -130,6 +135,7 @@ class GossipTimings:
             "push_pull_interval_s",
             "reconnect_interval_s",
             "resync_unknown_s",
+            "seed_refresh_s",
             "dead_retention_s",
             "leave_grace_s",
         )
@@ -296,4 +302,5 @@ def local() -> GossipTimings:
         dead_retention_s=30.0,
         leave_grace_s=0.1,
         join_retry_delays_s=(0.05, 0.1, 0.25, 0.5, 1.0),
+        seed_refresh_s=1.0,
     )

@@ -31,6 +31,9 @@ from ..errors import PacketRejected
 from ._reasons import RejectReason
 from ._timings import DEFAULT_LIMITS, GossipLimits
 
+#: PureLB's gossip port (memberlist era, research/purelb.md 5.2), TCP-free here.
+DEFAULT_PORT = 7934
+
 NodeName = NewType("NodeName", str)
 """A member's identity: the Kubernetes node name."""
 
@@ -233,8 +236,8 @@ def _meta(out: bytearray, meta: MemberMeta) -> None:
     out += _U8.pack(len(meta.subnets))
     for net in meta.subnets:
         out += _U8.pack(net.version)
-        out += _U8.pack(net.prefixlen)
         out += net.network_address.packed
+        out += _U8.pack(net.prefixlen)
 
 
 def _u64(out: bytearray, value: int) -> None:
