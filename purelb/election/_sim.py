@@ -57,6 +57,7 @@ class SimNetwork:
         self._queue: list[tuple[float, int, object]] = []
         self._order = itertools.count()
         self._group: dict[NodeName, int] = {}
+        self._extra_delay: dict[NodeName, float] = {}
         self.delivered = 0
         self.dropped = 0
 
@@ -108,6 +109,10 @@ class SimNetwork:
 
     def heal(self) -> None:
         self._group = {}
+
+    def slow(self, name: str, extra_delay_s: float) -> None:
+        """Delay every datagram to and from ``name`` (an overloaded or badly linked node)."""
+        self._extra_delay[NodeName(name)] = extra_delay_s
 
     # -- running -------------------------------------------------------------------------
 
@@ -191,7 +196,8 @@ class SimNetwork:
                 self.dropped += 1
                 continue
             self.delivered += 1
-            delay = self.rng.uniform(*self.delay_s)
+            delay = (self.rng.uniform(*self.delay_s) + self._extra_delay.get(sender, 0.0)
+                     + self._extra_delay.get(dest.swim.name, 0.0))
             packet = Plaintext(sender, 0, 0, out.messages)
             heapq.heappush(self._queue, (self.now + delay, next(self._order),
                                          (dest, node.addr, packet)))
