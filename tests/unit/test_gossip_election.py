@@ -143,7 +143,7 @@ def test_invalid_limits_raise_config_error():
 def test_local_preset_is_derived_from_lan_and_faster():
     assert local().probe_interval_s < lan().probe_interval_s
     assert local().indirect_checks == lan().indirect_checks
-    assert "probe_interval_s=0.2" in repr(lan())
+    assert "probe_interval_s=0.15" in repr(lan())
 
 
 def test_public_surface_is_complete_and_exported_once():
