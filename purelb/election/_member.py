@@ -169,14 +169,14 @@ class Member:
         self.send_errors = 0
 
     def __repr__(self) -> str:
-        return (f"Member(name={self.name!r}, addr={self._swim._local.addr}, "
+        return (f"Member(name={self.name!r}, addr={self._swim.local.addr}, "
                 f"members={len(self._swim.members())}, left={self._swim.left})")
 
     # -- queries ------------------------------------------------------------------------
 
     @property
     def address(self) -> Address:
-        return self._swim._local.addr
+        return self._swim.local.addr
 
     @property
     def version(self) -> int:
@@ -189,6 +189,13 @@ class Member:
 
     def members(self) -> tuple[MemberInfo, ...]:
         return self._swim.members()
+
+    def member(self, name: str) -> MemberInfo | None:
+        return self._swim.member(name)
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._codec.keyring
 
     def alive_members(self) -> tuple[MemberInfo, ...]:
         return tuple(m for m in self._swim.members() if m.state == MemberState.ALIVE)
@@ -216,6 +223,10 @@ class Member:
             bytes_received=self.bytes_received, rejected=dict(self.rejected),
             probes_failed=self._observer.probes_failed, send_dropped=self.send_dropped,
             send_errors=self.send_errors)
+
+    async def wait_stopped(self) -> None:
+        """Wait until the service has ended (after :meth:`leave` or cancellation)."""
+        await self._done.wait()
 
     async def wait_changed(self, after_version: int) -> MembershipView:
         """Wait until the membership version exceeds ``after_version``; return the view.
@@ -250,7 +261,7 @@ class Member:
     def update_meta(self, *, subnets: Iterable[Subnet] | None = None,
                     ready: bool | None = None) -> None:
         """Change what we gossip about ourselves; spread with a new incarnation."""
-        old = self._swim._local.meta
+        old = self._swim.local.meta
         new_subnets = tuple(subnets) if subnets is not None else old.subnets
         if len(new_subnets) > self.config.limits.max_subnets:
             raise ValueError(f"{len(new_subnets)} subnets exceed max_subnets "

@@ -93,7 +93,7 @@ class SimNetwork:
     def restart(self, name: str, *, incarnation: int, seeds: Iterable[str]) -> SimNode:
         """A fresh process for an existing name (new incarnation, same address)."""
         old = self.nodes[NodeName(name)]
-        swim = Swim(name=NodeName(name), addr=old.addr, meta=old.swim._local.meta,
+        swim = Swim(name=NodeName(name), addr=old.addr, meta=old.swim.local.meta,
                     incarnation=incarnation, timings=self.timings, limits=self.limits,
                     rng=random.Random(self.rng.random()), now=self.now)
         node = SimNode(swim, old.addr)
@@ -102,6 +102,11 @@ class SimNetwork:
         self._reschedule(node)
         self.join(name, seeds)
         return node
+
+    def update_meta(self, name: str, meta: MemberMeta) -> None:
+        node = self.nodes[NodeName(name)]
+        node.swim.update_meta(self.now, meta)
+        self._flush(node)
 
     def partition(self, *groups: Iterable[str]) -> None:
         """Datagrams between different groups are dropped (members in no group: group 0)."""

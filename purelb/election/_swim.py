@@ -243,6 +243,11 @@ class Swim:
         return self._local.incarnation
 
     @property
+    def local(self) -> MemberInfo:
+        """Our own entry (address, metadata, incarnation)."""
+        return self._local.info()
+
+    @property
     def awareness(self) -> int:
         """Lifeguard local-health score: 0 healthy .. awareness_max - 1."""
         return self._awareness

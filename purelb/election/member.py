@@ -97,7 +97,7 @@ async def _run(args: argparse.Namespace) -> int:
                 if signum == signal.SIGHUP:
                     try:
                         member.set_keyring(load_keyring(args.keyring_file))
-                        _emit({"event": "keyring", "keyring": repr(member._codec.keyring)})
+                        _emit({"event": "keyring", "keyring": repr(member.keyring)})
                     except (OSError, ValueError) as exc:
                         _emit({"event": "keyring_error", "error": str(exc)})
                 elif signum == signal.SIGUSR1:

@@ -152,8 +152,7 @@ def test_restarted_member_is_alive_again_with_a_higher_incarnation():
 def test_metadata_change_reaches_every_member():
     net = cluster(6)
     meta = MemberMeta(subnets=(ipaddress.ip_network("192.0.2.0/24"),), ready=False)
-    net.nodes["n4"].swim.update_meta(net.now, meta)
-    net._flush(net.nodes["n4"])
+    net.update_meta("n4", meta)
     time_until(net, lambda: all(n.swim.member("n4").meta == meta for n in net.nodes.values()),
                limit_s=1.0)
 
