@@ -12,6 +12,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from purelb.election._sim import SimNetwork
 from purelb.election._suspicion import Suspicion, suspicion_timeout
@@ -262,3 +263,58 @@ def test_invariants_hold_under_random_loss_and_failures(seed, loss, kills):
                 key = (name, m.name)
                 assert m.incarnation >= seen.get(key, 0)
                 seen[key] = m.incarnation
+
+
+# -- stateful: arbitrary notices in any order ---------------------------------------------------
+
+PEERS = [NodeName(n) for n in ("a", "b", "c", "d")]  # "a" is the machine itself
+PEER_ADDR = Address("10.0.0.9", 7934)
+
+
+class SwimRules(RuleBasedStateMachine):
+    """Feed one machine any mix of alive/suspect/dead notices and timer ticks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.swim = machine("a")
+        self.now = 0.0
+        self.own = self.swim.incarnation
+        self.seen: dict[str, int] = {}
+
+    def _deliver(self, sender: NodeName, msg) -> None:
+        self.now += 0.01
+        self.swim.handle(self.now, PEER_ADDR, Plaintext(sender, 1, 1, (msg,)))
+
+    @rule(node=st.sampled_from(PEERS), inc=st.integers(0, 20), ready=st.booleans())
+    def alive(self, node, inc, ready):
+        self._deliver(NodeName("b"), Alive(node, inc, PEER_ADDR, MemberMeta(ready=ready)))
+
+    @rule(node=st.sampled_from(PEERS), inc=st.integers(0, 20), source=st.sampled_from(PEERS))
+    def suspect(self, node, inc, source):
+        self._deliver(source if source != "a" else NodeName("b"), Suspect(node, inc, source))
+
+    @rule(node=st.sampled_from(PEERS), inc=st.integers(0, 20), source=st.sampled_from(PEERS))
+    def dead(self, node, inc, source):
+        self._deliver(NodeName("c"), Dead(node, inc, source))
+
+    @rule(seconds=st.floats(0.0, 3.0))
+    def tick(self, seconds):
+        self.now += seconds
+        self.swim.tick(self.now)
+        self.swim.drain_outbox()
+
+    @invariant()
+    def never_suspects_or_buries_itself(self):
+        assert self.swim.member("a").state == ALIVE
+
+    @invariant()
+    def incarnations_only_grow(self):
+        assert self.swim.incarnation >= self.own
+        self.own = self.swim.incarnation
+        for m in self.swim.members():
+            assert m.incarnation >= self.seen.get(m.name, 0)
+            self.seen[m.name] = m.incarnation
+
+
+SwimRules.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+TestSwimRules = SwimRules.TestCase
