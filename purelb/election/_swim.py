@@ -226,6 +226,7 @@ class Swim:
         self._join_timer_armed = False
         self._left = False
         self._lost_everyone = False
+        self._joined_once = False
         self._last_contact = now
         self._fenced = False
         self.version = 0
@@ -277,7 +278,9 @@ class Swim:
         """True when we must stop announcing: cut off from a formerly larger membership.
 
         Either every other member died on us (not left: a graceful leave shrinks the
-        cluster legitimately) and none has come back, or others are in the table but no
+        cluster legitimately) and none has come back, or we have seeds but never reached
+        anyone yet (a lone first member, with no seeds, is not fenced), or others are in
+        the table but no
         datagram from any of them arrived for longer than the minimum suspicion timeout,
         i.e. before the others can have declared *us* dead and taken over (they need a
         failed probe period plus that timeout). Any datagram counts, not only acks to our
@@ -287,7 +290,10 @@ class Swim:
             return True
         others_live = self.live_count() - 1
         if others_live == 0:
-            return self._lost_everyone
+            # Alone: fenced if everyone died on us, or if we were told of others (seeds)
+            # but have not reached any yet (a node booting inside a partition must not
+            # announce what the other side already announces).
+            return self._lost_everyone or (bool(self._seeds) and not self._joined_once)
         return now - self._last_contact > self.timings.suspicion_min_s(self.live_count())
 
     def next_deadline(self) -> float:
@@ -481,6 +487,7 @@ class Swim:
             self._broadcast(msg)
             self._emit(EventKind.JOINED, m, now)
             self._lost_everyone = False
+            self._joined_once = True
             return
         if msg.incarnation <= m.incarnation:
             return

@@ -190,6 +190,22 @@ def test_survivor_fences_itself_when_everyone_else_died_but_not_when_they_left()
     assert not calm.nodes["n0"].swim.is_fenced(calm.now)
 
 
+def test_member_with_seeds_is_fenced_until_it_first_reaches_someone():
+    """Verify that a node booting inside a partition does not announce; a first member
+    without seeds (a one-node cluster) does."""
+    net = SimNetwork(timings=lan(), seed=4)
+    net.add("n0")
+    net.add("n1")
+    assert not net.nodes["n0"].swim.is_fenced(net.now)
+    net.partition(["n0"], ["n1"])
+    net.join("n1", ["n0"])
+    net.run_for(2.0)
+    assert net.nodes["n1"].swim.is_fenced(net.now)
+    net.heal()
+    time_until(net, lambda: not net.nodes["n1"].swim.is_fenced(net.now), limit_s=6.0)
+    assert net.converged()
+
+
 def test_isolated_member_fences_before_the_others_declare_it_dead():
     net = cluster(5)
     net.partition(["n4"], ["n0", "n1", "n2", "n3"])
