@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -70,6 +71,7 @@ class GossipLab:
         if not 2 <= nodes <= 26:
             raise ValueError(f"nodes must be in 2..26, got {nodes}")
         self.nodes = nodes
+        self.prefix = prefix
         self.base = f"{prefix}{os.getpid()}"
         if len(self.base) + 1 > 15:
             raise ValueError(f"namespace prefix {self.base!r} too long for 15-char names")
@@ -92,6 +94,7 @@ class GossipLab:
         return f"172.31.255.{11 + node}"
 
     def __enter__(self) -> GossipLab:
+        sweep_stale(self.prefix)
         try:
             lan = f"{self.base}l"
             self._add_ns(lan)
@@ -123,14 +126,7 @@ class GossipLab:
         for m in list(self.members.values()):
             self._kill(m)
         for ns in reversed(self._namespaces):
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
-                                  text=True, check=False).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+            _delete_ns(ns)
         self._namespaces.clear()
         self._selector.close()
         self._tmp.cleanup()
@@ -220,7 +216,8 @@ class GossipLab:
                 out.append(line)
         return out
 
-    def wait_for(self, predicate, *, timeout_s: float, what: str) -> Line:
+    def wait_for(self, predicate: Callable[[Line], bool], *, timeout_s: float,
+                 what: str) -> Line:
         """Poll until ``predicate(line)`` is true for an arriving line; return that line."""
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
@@ -229,8 +226,8 @@ class GossipLab:
                     return line
         raise TimeoutError(f"{what}: not seen within {timeout_s} s")
 
-    def wait_all(self, nodes: list[int], predicate, *, timeout_s: float,
-                 what: str) -> dict[int, Line]:
+    def wait_all(self, nodes: list[int], predicate: Callable[[Line], bool], *,
+                 timeout_s: float, what: str) -> dict[int, Line]:
         """Wait until each of ``nodes`` emitted a line matching ``predicate``."""
         seen: dict[int, Line] = {}
         deadline = time.monotonic() + timeout_s
@@ -265,6 +262,36 @@ class GossipLab:
         line = self.wait_for(lambda ln: ln.node == node and ln.data.get("event") == "stats",
                              timeout_s=timeout_s, what=f"stats of node{node}")
         return line.data
+
+
+def _delete_ns(ns: str) -> None:
+    """Kill what runs inside (by pid, daemons included), then delete the namespace; an
+    ``ip netns del`` with a live process would only hide it (research/netns-bird.md 4)."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
+                          check=False).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def sweep_stale(prefix: str) -> None:
+    """Delete ``<prefix><pid><letter>`` namespaces whose creating process is gone (a harness
+    killed before its cleanup ran). Namespaces of live harnesses are left alone."""
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                             check=False).stdout
+    for ns in (line.split()[0] for line in listing.splitlines() if line.strip()):
+        digits = ns[len(prefix):-1]
+        if not ns.startswith(prefix) or not digits.isdigit():
+            continue
+        try:
+            os.kill(int(digits), 0)
+        except ProcessLookupError:
+            _delete_ns(ns)
+        except PermissionError:
+            pass  # alive, owned by someone else
 
 
 def _track(alive: set[str], line: Line) -> None:

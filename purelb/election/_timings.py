@@ -277,6 +277,20 @@ class GossipLimits:
                 path="max_subnets",
                 value=self.max_subnets,
             )
+        # One member's largest state entry must fit one datagram with every header, or a
+        # push-pull could not be chunked: envelope 47 + plaintext header (18 + sender name)
+        # + push-pull header 6 + entry (name, incarnation 8, state 1, IPv6 address 19,
+        # meta 2 + 18 per IPv6 subnet).
+        worst = 47 + 18 + self.max_name_bytes + 6 + (1 + self.max_name_bytes + 8 + 1 + 19
+                                                      + 2 + 18 * self.max_subnets)
+        if worst > self.max_packet_bytes:
+            raise ConfigError(
+                f"GossipLimits.max_packet_bytes {self.max_packet_bytes} cannot hold one member "
+                f"with {self.max_subnets} subnets and a {self.max_name_bytes}-byte name "
+                f"({worst} bytes); raise it or lower max_subnets/max_name_bytes",
+                path="max_packet_bytes",
+                value=self.max_packet_bytes,
+            )
 
 
 DEFAULT_TIMINGS = GossipTimings()

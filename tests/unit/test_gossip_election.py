@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import random
 
 import pytest
 from hypothesis import given
@@ -14,7 +15,7 @@ from purelb import fast
 from purelb.election import _election
 from purelb.election._sim import SimNetwork
 from purelb.election._subnets import IFA_F_DEPRECATED, InterfaceAddress, serving_subnets
-from purelb.election._swim import MemberInfo
+from purelb.election._swim import MemberInfo, Swim
 from purelb.election._timings import GossipLimits, GossipTimings, lan, local
 from purelb.election._wire import Address, MemberMeta, MemberState, NodeName
 from purelb.errors import ConfigError
@@ -138,6 +139,21 @@ def test_invalid_limits_raise_config_error():
         GossipLimits(max_packet_bytes=100)
     with pytest.raises(ConfigError, match="max_name_bytes"):
         GossipLimits(max_name_bytes=300)
+    with pytest.raises(ConfigError, match="cannot hold one member"):
+        GossipLimits(max_packet_bytes=600)
+
+
+def test_largest_member_state_fits_one_datagram_with_default_limits():
+    """Verify the bound GossipLimits checks: a member with the longest name and the most
+    IPv6 subnets still fits one push-pull chunk, so push-pull never builds an oversize packet."""
+    limits = GossipLimits()
+    name = NodeName("n" * limits.max_name_bytes)
+    subnets = tuple(ipaddress.ip_network(f"fd00:{i:x}::/64") for i in range(limits.max_subnets))
+    swim = Swim(name=name, addr=Address("fd00::1", 7934), meta=MemberMeta(subnets=subnets),
+                incarnation=2**63, timings=lan(), limits=limits, rng=random.Random(0), now=0.0)
+    swim.join(0.0, [Address("fd00::2", 7934)])
+    (out,) = swim.drain_outbox()
+    assert out.wire_bytes(name) <= limits.max_packet_bytes
 
 
 def test_local_preset_is_derived_from_lan_and_faster():
