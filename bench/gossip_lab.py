@@ -251,7 +251,11 @@ class GossipLab:
         while any(alive[n] != names - {f"node{n}"} for n in nodes):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"not converged within {timeout_s} s: {alive}")
+                history = {n: [(round(ln.at, 3), ln.data.get("kind"), ln.data.get("member"))
+                               for ln in self.members[n].lines
+                               if ln.data.get("event") == "member"] for n in nodes}
+                raise TimeoutError(f"not converged within {timeout_s} s: {alive}; "
+                                   f"events: {history}")
             for line in self.poll(left):
                 if line.node in alive:
                     _track(alive[line.node], line)
@@ -299,7 +303,7 @@ def _track(alive: set[str], line: Line) -> None:
     if d.get("event") != "member":
         return
     name = str(d["member"])
-    if d["kind"] in ("joined", "alive"):
+    if d["kind"] in ("joined", "alive") or (d["kind"] == "present" and d["state"] == "ALIVE"):
         alive.add(name)
     elif d["kind"] in ("dead", "left", "reaped", "suspect"):
         alive.discard(name)

@@ -242,6 +242,9 @@ class Member:
                         ) -> AsyncIterator[trio.MemoryReceiveChannel[MemberEvent]]:
         """Receive every membership event from now on.
 
+        Entering the context and then calling :meth:`view` (with no ``await`` between)
+        gives the state plus every later change, with nothing missed in between.
+
         The buffer is bounded: a subscriber that falls ``max_buffer`` events behind is
         disconnected (its channel ends) rather than stalling gossip; it should re-read
         :meth:`view` and subscribe again.

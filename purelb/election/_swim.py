@@ -224,13 +224,14 @@ class Swim:
         self._resynced: dict[NodeName, float] = {}
         self._join_attempt = 0
         self._join_timer_armed = False
+        self._join_generation = 0
         self._left = False
         self._lost_everyone = False
         self._joined_once = False
         self._last_contact = now
         self._fenced = False
         self.version = 0
-        """Grows by one with every batch of membership events (for level-triggered waiters)."""
+        """Grows by one with every membership event (for level-triggered waiters)."""
         self._header_bytes = ENVELOPE_OVERHEAD_BYTES + plaintext_header_bytes(name)
         self._at(now + rng.random() * timings.probe_interval_s, self._probe_tick)
         self._at(now + timings.gossip_interval_s, self._gossip_tick)
@@ -278,10 +279,10 @@ class Swim:
         """True when we must stop announcing: cut off from a formerly larger membership.
 
         Either every other member died on us (not left: a graceful leave shrinks the
-        cluster legitimately) and none has come back, or we have seeds but never reached
-        anyone yet (a lone first member, with no seeds, is not fenced), or others are in
-        the table but no
-        datagram from any of them arrived for longer than the minimum suspicion timeout,
+        cluster legitimately) and none has come back; or we have seeds but never reached
+        anyone yet (a lone first member, with no seeds, is not fenced); or others are in
+        the table but no datagram from any of them arrived for longer than the minimum
+        suspicion timeout,
         i.e. before the others can have declared *us* dead and taken over (they need a
         failed probe period plus that timeout). Any datagram counts, not only acks to our
         probes, so a member whose own probing is slowed by local health does not flap.
@@ -314,7 +315,8 @@ class Swim:
         """Push-pull with every seed now, and retry with backoff until someone answers."""
         self.set_seeds(seeds)
         self._join_attempt = 0
-        self._join_round(now)
+        self._join_generation += 1  # a pending retry of an earlier join() becomes a no-op
+        self._join_round(now, self._join_generation)
 
     def set_seeds(self, seeds: Iterable[Address]) -> None:
         """Replace the seed list (from configuration or discovery); our own address is
@@ -614,7 +616,9 @@ class Swim:
         if self.live_count() == 1 and self._seeds and not self._join_timer_armed:
             self._send_state(self._rng.choice(self._seeds), reply_wanted=True)
 
-    def _join_round(self, now: float) -> None:
+    def _join_round(self, now: float, generation: int) -> None:
+        if generation != self._join_generation:
+            return
         self._join_timer_armed = False
         if self.joined or not self._seeds:
             return
@@ -623,7 +627,7 @@ class Swim:
         delay = self.timings.join_delay_s(self._join_attempt, self._rng.random())
         self._join_attempt += 1
         self._join_timer_armed = True
-        self._at(now + delay, self._join_round)
+        self._at(now + delay, lambda t: self._join_round(t, generation))
 
     # -- helpers -----------------------------------------------------------------------------
 

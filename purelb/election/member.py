@@ -6,6 +6,7 @@ stdout, so a harness can follow it:
 
     {"event": "started", "name": ..., "addr": ..., "incarnation": ...}
     {"event": "member", "kind": "dead", "member": "b", "state": "DEAD", "incarnation": ...}
+                          (kind "present": already known when the runner subscribed)
     {"event": "stats", ...MemberStatistics...}          every --report-interval seconds
     {"event": "left"}                                     after SIGTERM's graceful leave
 
@@ -113,6 +114,12 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _follow(member: Member) -> None:
     async with member.subscribe(max_buffer=4096) as events:
+        # Members that joined before we subscribed: reported first, as "present". No
+        # checkpoint separates subscribing from this snapshot, so nothing falls in between.
+        for m in member.members():
+            if m.name != member.name:
+                _emit({"event": "member", "kind": "present", "member": m.name,
+                       "state": m.state.name, "incarnation": m.incarnation})
         async for ev in events:
             _emit({"event": "member", "kind": ev.kind.value, "member": ev.member.name,
                    "state": ev.member.state.name, "incarnation": ev.member.incarnation})
