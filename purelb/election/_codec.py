@@ -25,23 +25,25 @@ class ReplayGuard:
     ``epoch`` is the sender's incarnation at process start (it only grows across restarts),
     ``seq`` its datagram counter. A lower epoch is stale; a higher one restarts the window.
     Within an epoch, the highest seq seen and a bitmap of the ``window`` below it are kept,
-    as in IPsec's anti-replay window.
+    as in IPsec's anti-replay window. A sender silent for ``forget_s`` is forgotten, so a
+    restarted process whose wall clock stepped back is accepted after that pause.
     """
 
-    __slots__ = ("_max_senders", "_senders", "_window")
+    __slots__ = ("_forget_s", "_max_senders", "_senders", "_window")
 
-    def __init__(self, *, window: int, max_senders: int) -> None:
+    def __init__(self, *, window: int, max_senders: int, forget_s: float) -> None:
         self._window = window
         self._max_senders = max_senders
-        self._senders: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
+        self._forget_s = forget_s
+        self._senders: OrderedDict[str, tuple[int, int, int, float]] = OrderedDict()
 
-    def check(self, sender: str, epoch: int, seq: int) -> None:
+    def check(self, sender: str, epoch: int, seq: int, now: float) -> None:
         """Accept and record, or raise PacketRejected(REPLAY | STALE)."""
         state = self._senders.get(sender)
-        if state is None or epoch > state[0]:
-            self._remember(sender, (epoch, seq, 1))
+        if state is None or epoch > state[0] or now - state[3] > self._forget_s:
+            self._remember(sender, (epoch, seq, 1, now))
             return
-        known_epoch, top, bitmap = state
+        known_epoch, top, bitmap, _ = state
         if epoch < known_epoch:
             raise PacketRejected(f"epoch {epoch} of {sender!r} is older than {known_epoch}",
                                  reason=RejectReason.STALE)
@@ -49,7 +51,7 @@ class ReplayGuard:
             shift = seq - top
             bitmap = ((bitmap << shift) | 1) & ((1 << self._window) - 1) if shift < self._window \
                 else 1
-            self._remember(sender, (epoch, seq, bitmap))
+            self._remember(sender, (epoch, seq, bitmap, now))
             return
         age = top - seq
         if age >= self._window:
@@ -59,9 +61,9 @@ class ReplayGuard:
         if bitmap & bit:
             raise PacketRejected(f"seq {seq} of {sender!r} was already received",
                                  reason=RejectReason.REPLAY)
-        self._remember(sender, (epoch, top, bitmap | bit))
+        self._remember(sender, (epoch, top, bitmap | bit, now))
 
-    def _remember(self, sender: str, state: tuple[int, int, int]) -> None:
+    def _remember(self, sender: str, state: tuple[int, int, int, float]) -> None:
         self._senders[sender] = state
         self._senders.move_to_end(sender)
         while len(self._senders) > self._max_senders:
@@ -107,7 +109,8 @@ class PacketCodec:
         self.limits = limits
         self._envelope = Envelope(cluster, keyring, max_packet_bytes=limits.max_packet_bytes)
         self._replay = ReplayGuard(window=limits.replay_window,
-                                   max_senders=2 * limits.max_members)
+                                   max_senders=2 * limits.max_members,
+                                   forget_s=limits.replay_forget_s)
         self._limiter = RateLimiter(rate_per_s=limits.rate_per_source_pps,
                                     burst=limits.rate_burst,
                                     max_sources=limits.rate_tracked_sources)
@@ -134,5 +137,5 @@ class PacketCodec:
         if plain.sender == self.node:
             raise PacketRejected(f"datagram from {source} claims our own name {self.node!r}",
                                  reason=RejectReason.SELF)
-        self._replay.check(plain.sender, plain.epoch, plain.seq)
+        self._replay.check(plain.sender, plain.epoch, plain.seq, now)
         return plain

@@ -246,6 +246,13 @@ class GossipLimits:
     """Sequence numbers remembered per sender below its highest; older ones are stale. A LAN
     reorders little; 256 covers a push-pull burst arriving out of order."""
 
+    replay_forget_s: float = 30.0
+    """Seconds without an accepted datagram after which a sender's replay state is
+    forgotten. Lets a restarted member whose wall clock stepped back (lower epoch) in after
+    that pause. The cost: a datagram recorded earlier can be replayed once after its sender
+    went silent; SWIM's incarnation rules make such stale notices harmless. 30 s exceeds
+    every suspicion timeout, so a live sender is never forgotten."""
+
     send_queue_depth: int = 1024
     """Datagrams queued for the socket writer; when full new ones are dropped and counted,
     as UDP would (memberlist's HandoffQueueDepth)."""

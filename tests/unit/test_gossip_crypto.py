@@ -149,14 +149,26 @@ def test_key_objects_never_show_material():
 
 
 def test_replay_window_accepts_reordering_inside_and_rejects_outside():
-    guard = ReplayGuard(window=8, max_senders=4)
+    guard = ReplayGuard(window=8, max_senders=4, forget_s=30.0)
     for seq in (5, 3, 4, 10):
-        guard.check("a", 1, seq)
+        guard.check("a", 1, seq, 0.0)
     with pytest.raises(PacketRejected, match="already"):
-        guard.check("a", 1, 4)
+        guard.check("a", 1, 4, 0.0)
     with pytest.raises(PacketRejected, match="below the replay window"):
-        guard.check("a", 1, 2)
-    guard.check("a", 1, 9)
+        guard.check("a", 1, 2, 0.0)
+    guard.check("a", 1, 9, 0.0)
+
+
+def test_lower_epoch_is_accepted_only_after_the_sender_was_silent_long_enough():
+    """Verify that a restart with a clock stepped back gets in once the old sender has
+    been silent for forget_s, and not before."""
+    guard = ReplayGuard(window=8, max_senders=4, forget_s=30.0)
+    guard.check("a", 1000, 1, 0.0)
+    with pytest.raises(PacketRejected, match="older"):
+        guard.check("a", 900, 1, 29.0)
+    guard.check("a", 900, 1, 31.0)
+    with pytest.raises(PacketRejected, match="already"):
+        guard.check("a", 900, 1, 31.5)
 
 
 def test_rate_limiter_drops_a_flood_and_refills():
