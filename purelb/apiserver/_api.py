@@ -47,7 +47,6 @@ ANONYMOUS = "system:anonymous"
 _HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 MAX_FIELD_MANAGER_LEN = 128
 """The real server's limit on ?fieldManager= length."""
-_WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -67,3 +67,14 @@ def test_public_names_are_exported_once_and_sorted() -> None:
     assert len(set(apiserver.__all__)) == len(apiserver.__all__)
     for name in apiserver.__all__:
         assert hasattr(apiserver, name)
+
+
+def test_config_refuses_plain_http_off_loopback() -> None:
+    from purelb.apiserver import ApiServerConfig
+    from purelb.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not loopback"):
+        ApiServerConfig(host="172.31.255.1")
+    with pytest.raises(ConfigError, match="must be an IP address"):
+        ApiServerConfig(host="localhost")
+    ApiServerConfig(host="::1")
