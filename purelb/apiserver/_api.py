@@ -27,6 +27,7 @@ from ._errors import StatusError
 from ._faults import FaultInjector
 from ._http import Request, Response, StreamResponse, Write
 from ._objects import Objects, PatchType, WriteOptions, WriteResult
+from ._protobuf import ProtobufError, decode_object
 from ._resources import Registry, ResourceDef
 from ._selectors import (
     FieldSelector,
@@ -41,6 +42,7 @@ from ._tables import render_table
 LOG = logging.getLogger(__name__)
 
 JSON = "application/json"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 ANONYMOUS = "system:anonymous"
 _HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 _WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
@@ -471,12 +473,14 @@ class KubeApi:
             if allow_empty:
                 return None
             raise E.bad_request("the request body is empty; expected a JSON object")
-        if ctype == "application/vnd.kubernetes.protobuf":
-            raise E.unsupported_media_type(
-                "the body of the request was in an unknown format - accepted media types "
-                "include: application/json, application/yaml (protobuf is not supported: "
-                "use `kubectl create -f`/`apply -f` instead of the create generators)"
-            )
+        if ctype == PROTOBUF:
+            try:
+                return decode_object(req.body)
+            except ProtobufError as exc:
+                raise E.unsupported_media_type(
+                    f"the body of the request was in an unknown format - accepted media "
+                    f"types include: application/json, application/yaml ({exc})"
+                ) from None
         if ctype in (JSON, "*/*", PatchType.MERGE, PatchType.JSON, PatchType.STRATEGIC):
             return self._parse_json(req.body)
         if ctype in ("application/yaml", PatchType.APPLY_YAML):

@@ -70,7 +70,7 @@ CASES = [
          b'{"metadata": {"name": "x", "resourceVersion": "5"}}'),
     Case("a body over 3 MiB is a 413", "POST", CMS, 413, "RequestEntityTooLarge",
          b'{"metadata": {"name": "big"}, "data": {"a": "' + b"x" * THREE_MIB + b'"}}'),
-    Case("protobuf bodies are a 415", "POST", CMS, 415, "UnsupportedMediaType", b"k8s\x00",
+    Case("protobuf of an unsupported kind is a 415", "POST", CMS, 415, "UnsupportedMediaType", b"k8s\x00",
          {"Content-Type": "application/vnd.kubernetes.protobuf"}),
     Case("an unknown resource is a 404", "GET", "/api/v1/namespaces/default/widgets", 404,
          "NotFound"),

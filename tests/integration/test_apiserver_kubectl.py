@@ -306,3 +306,15 @@ async def _kill_on_exit(proc: trio.Process) -> None:
             proc.kill()
         with trio.CancelScope(shield=True):
             await proc.wait()
+
+
+async def test_kubectl_create_generators_work_for_simple_kinds(kubectl: Kubectl) -> None:
+    """kubectl 1.32 sends protobuf here; the simple kinds are decoded, others get 415."""
+    await kubectl.run("create", "namespace", "gen")
+    await kubectl.run("create", "configmap", "c", "-n", "gen", "--from-literal=a=b")
+    await kubectl.run("create", "secret", "generic", "s", "-n", "gen", "--from-literal=p=q")
+    await kubectl.run("create", "serviceaccount", "sa", "-n", "gen")
+    _, out, _ = await kubectl.run("get", "cm,secret,sa", "-n", "gen", "-o", "name")
+    assert out.split() == ["configmap/c", "secret/s", "serviceaccount/sa"]
+    rc, _, err = await kubectl.run("create", "deployment", "d", "--image=x", ok=False)
+    assert rc == 1 and "apps/v1/Deployment" in err
