@@ -423,7 +423,11 @@ cdef class AddressSpace:
         return None
 
     def iter_allocated(self):
-        """Allocated offsets in ascending order."""
+        """Allocated offsets in ascending order (batches of ITER_BATCH from C).
+
+        Changing the space while iterating does not break the iterator, but what it then
+        yields is unspecified: take ``list(...)`` first to change the space in the loop.
+        """
         cdef _Segment s
         cdef list batch
         if not self.big:
@@ -546,7 +550,11 @@ cdef inline uint64_t hash_text(object text) except? 0:
 
 
 def fmix64(value):
-    """murmur3's 64-bit finalizer."""
+    """murmur3's 64-bit finalizer; a bijection on ``[0, 2**64)``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"fmix64 needs an int, not {type(value).__name__}")
+    if not 0 <= value <= 0xFFFFFFFFFFFFFFFF:
+        raise ValueError(f"fmix64 input {value} is outside [0, 2**64)")
     return c_fmix64(<uint64_t>value)
 
 

@@ -151,7 +151,11 @@ class AddressSpace:
         return found
 
     def iter_allocated(self) -> Iterator[int]:
-        """Allocated offsets in ascending order."""
+        """Allocated offsets in ascending order.
+
+        Changing the space while iterating does not break the iterator, but what it then
+        yields is unspecified: take ``list(...)`` first to change the space in the loop.
+        """
         return _iter_set(self._root, self._height, 0)
 
     def memory_bytes(self) -> int:
@@ -266,7 +270,9 @@ def _iter_set(node: _Child, height: int, base: int) -> Iterator[int]:
     assert isinstance(node, _Node)
     shift = LEAF_SHIFT + FAN_SHIFT * (height - 1)
     for slot in sorted(node.kids):
-        yield from _iter_set(node.kids[slot], height - 1, base + (slot << shift))
+        # .get: a release during iteration may have removed the child (no crash; what
+        # iteration yields after a concurrent change is unspecified, as in native).
+        yield from _iter_set(node.kids.get(slot), height - 1, base + (slot << shift))
 
 
 # -- rendezvous election -------------------------------------------------------------------
@@ -279,13 +285,24 @@ _FMIX_C2 = 0xC4CEB9FE1A85EC53
 
 
 def fmix64(value: int) -> int:
-    """murmur3's 64-bit finalizer: every input bit flips each output bit with p ~ 1/2."""
+    """murmur3's 64-bit finalizer: every input bit flips each output bit with p ~ 1/2.
+
+    A bijection on ``[0, 2**64)``; other values raise ValueError (TypeError if not int).
+    """
+    _check_u64(value)
     value ^= value >> 33
     value = (value * _FMIX_C1) & _MASK64
     value ^= value >> 33
     value = (value * _FMIX_C2) & _MASK64
     value ^= value >> 33
     return value
+
+
+def _check_u64(value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"fmix64 needs an int, not {type(value).__name__}")
+    if not 0 <= value <= _MASK64:
+        raise ValueError(f"fmix64 input {value} is outside [0, 2**64)")
 
 
 def stable_hash64(text: str) -> int:

@@ -38,6 +38,7 @@ __all__ = [
     "OffsetOutOfRange",
     "Rendezvous",
     "SpaceFull",
+    "describe",
     "stable_hash64",
     "winner",
     "winners",
@@ -94,3 +95,8 @@ Rendezvous = _impl.Rendezvous
 stable_hash64 = _impl.stable_hash64
 winner = _impl.winner
 winners = _impl.winners
+
+
+def describe() -> str:
+    """One line for status output and daemon start-up logs: which hot path and why."""
+    return f"{IMPLEMENTATION} ({IMPLEMENTATION_REASON})"

@@ -22,6 +22,7 @@ import ipaddress
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import final
 
 from purelb import fast
 from purelb.errors import AllocationError, ConfigError
@@ -39,6 +40,7 @@ __all__ = [
     "parse_address",
     "parse_range",
     "range_within",
+    "require_within",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -199,12 +201,26 @@ def range_within(range_text: str | AddressRange, subnet_cidr: str) -> bool:
     return parsed.within(subnet)
 
 
+def require_within(range_text: str | AddressRange, subnet_cidr: str) -> AddressRange:
+    """The parsed range, or PoolError naming range and subnet when it is not inside."""
+    parsed = parse_range(range_text) if isinstance(range_text, str) else range_text
+    if not range_within(parsed, subnet_cidr):
+        raise PoolError(
+            f"range {parsed.text!r} is outside its subnet {subnet_cidr.strip()!r}",
+            value=parsed.text,
+        )
+    return parsed
+
+
+@final
 class Pool:
     """Free/allocated state of the addresses of one or more non-overlapping ranges."""
 
     __slots__ = ("_by_family", "_firsts", "_name", "_ranges", "_spaces")
 
     def __init__(self, ranges: Iterable[str | AddressRange], *, name: str = "") -> None:
+        if isinstance(ranges, str):
+            raise TypeError(f"Pool takes a list of ranges, not one string: [{ranges!r}]")
         parsed = tuple(parse_range(r) if isinstance(r, str) else r for r in ranges)
         if not parsed:
             raise PoolError(f"pool {name!r} has no range", value=[])
