@@ -566,6 +566,33 @@ def wait_until(pred: Callable[[], bool], timeout_s: float, what: str,
         time.sleep(interval_s)
 
 
+def settled_holder(lab: AgentLab, address: str, *, ifname: str = "eth0",
+                   stable_s: float = 0.5, timeout_s: float = 15.0) -> int:
+    """Wait until exactly one node has held ``address`` for ``stable_s``; return it.
+
+    A node that rejoins may win an address back, so right after a restore two nodes can
+    hold it for a moment; measuring from such a moment would be wrong.
+    """
+    since: list[float] = []
+    holder: list[int] = []
+
+    def check() -> bool:
+        now = lab.holders(address, ifname)
+        if len(now) != 1 or (holder and holder[0] != now[0]):
+            since.clear()
+            holder[:] = now[:1] if len(now) == 1 else []
+            if len(now) == 1:
+                since.append(time.monotonic())
+            return False
+        if not since:
+            holder[:] = now
+            since.append(time.monotonic())
+        return time.monotonic() - since[0] >= stable_s
+
+    wait_until(check, timeout_s, f"{address} settled on one node")
+    return holder[0]
+
+
 def failover(lab: AgentLab, address: str, *, hard: bool, probe_interval_s: float = 0.01,
              timeout_s: float = 10.0) -> tuple[float, int, int]:
     """Stop the holder of ``address``; seconds until the client hears another node.

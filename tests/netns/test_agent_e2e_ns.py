@@ -16,7 +16,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.agent_lab import AgentLab, failover, ip, probe, sweep_stale, wait_until
+from bench.agent_lab import (
+    AgentLab,
+    failover,
+    ip,
+    probe,
+    settled_holder,
+    sweep_stale,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.root,
@@ -44,15 +52,8 @@ def lab() -> Iterator[AgentLab]:
 
 
 def one_holder(lab: AgentLab, address: str) -> int:
-    """Wait until exactly one node holds ``address`` on eth0; return it."""
-    holders: list[int] = []
-
-    def check() -> bool:
-        holders[:] = lab.holders(address)
-        return len(holders) == 1
-
-    wait_until(check, CONVERGE_S, f"{address} on exactly one node")
-    return holders[0]
+    """Wait until exactly one node (stably) holds ``address`` on eth0; return it."""
+    return settled_holder(lab, address, timeout_s=CONVERGE_S)
 
 
 def annotations(lab: AgentLab, name: str) -> dict[str, str]:
