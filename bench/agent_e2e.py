@@ -36,7 +36,7 @@ def _one_holder(lab: AgentLab, address: str) -> None:
     settled_holder(lab, address)
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -85,9 +85,9 @@ def run_e2e(*, trials: int, creates: int, idle_s: float, json_path: str | None) 
                   f"{graceful_ms[-1]:.0f} ms", flush=True)
         pid = lab.procs["agent1"].popen.pid
         time.sleep(2.0)  # let the last reconcile and GARP rounds finish
-        cpu0, t0 = _cpu_s(pid), time.monotonic()
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(idle_s)
-        idle_pct = (_cpu_s(pid) - cpu0) / (time.monotonic() - t0) * 100
+        idle_pct = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0) * 100
         rss = _rss_mb(pid)
     figures = {
         "create_p50_ms": pct(create_ms, 50), "create_p99_ms": pct(create_ms, 99),
