@@ -56,7 +56,7 @@ from purelb.agent.plan import (
 from purelb.agent.plan import (
     NodeName as PlanNode,
 )
-from purelb.agent.records import IPAddress, LinkInfo
+from purelb.agent.records import IPAddress, IPNetwork, LinkInfo
 from purelb.agent.settings import DEFAULT_AGENT_SETTINGS
 from purelb.controllers.agent_inputs import Inputs, build_inputs, parse_groups
 from purelb.controllers.agent_metrics import AgentMetrics
@@ -196,6 +196,7 @@ class AgentDaemon:
         self._local: frozenset[IPAddress] = frozenset()
         self._virtual: frozenset[IPAddress] = frozenset()
         self._warned: set[tuple[str, str, str]] = set()
+        self._selector_warned = False
         self._member: Member | None = None
         self.reconciles = 0
         """Reconciles done (status and tests)."""
@@ -260,6 +261,11 @@ class AgentDaemon:
             self.metrics.set_config_state("invalid" if choice.ignored else "deselected")
             return None, self.settings.agent
         self.metrics.set_config_state("configured")
+        if choice.config.has_node_selector and not self._selector_warned:
+            self._selector_warned = True
+            LOGGER.warning("event=node_selector_ignored lbnodeagent=%s/%s: node selectors are "
+                           "not evaluated (the agent does not read Nodes); it applies to "
+                           "every node", choice.config.namespace, choice.config.name)
         return choice.config, choice.config.settings(self.settings.agent)
 
     # ------------------------------------------------------------------ core (netlink owner)
@@ -319,7 +325,7 @@ class AgentDaemon:
                 async for _event in events:
                     self.poke()
 
-    async def _joined(self, member: Member, started: float) -> bool:
+    def _joined(self, member: Member, started: float) -> bool:
         if not self.settings.gossip_seeds:
             return True
         if len(member.alive_members()) > 1:
@@ -327,14 +333,14 @@ class AgentDaemon:
         return trio.current_time() - started >= self.settings.join_wait_s
 
     async def _loop(self, writer: NetlinkWriter, announcer: Announcer, member: Member,
-                    vif: LinkInfo, nets: tuple[Any, ...], nursery: trio.Nursery) -> None:
+                    vif: LinkInfo, nets: tuple[IPNetwork, ...], nursery: trio.Nursery) -> None:
         s = self.settings
         started = trio.current_time()
         ready = False
         while True:
             self._dirty = trio.Event()
             config, settings = self._config()
-            if not ready and await self._joined(member, started):
+            if not ready and self._joined(member, started):
                 ready = True
                 member.update_meta(ready=True)
                 LOGGER.info("event=gossip_ready members=%d", len(member.alive_members()))
@@ -488,6 +494,8 @@ class AgentDaemon:
                     await self._recorder.emit(obj, type=EventType.WARNING,
                                               reason="AnnouncementFailed", action="Announce",
                                               note=str(err))
+        current = {(w.service, str(w.address), w.reason.value) for w in p.warnings}
+        self._warned &= current  # a warning that went away is reported again if it returns
         for w in p.warnings:
             mark = (w.service, str(w.address), w.reason.value)
             if mark in self._warned:
