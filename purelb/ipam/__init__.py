@@ -4,23 +4,29 @@
 """
 
 from purelb.ipam.pool import (
-    AddressInUse as AddressInUse,
+    AddressInUse,
+    AddressRange,
+    NoFamilyRange,
+    NotAllocated,
+    NotInPool,
+    Pool,
+    PoolError,
+    PoolExhausted,
+    parse_range,
+    range_within,
+    require_within,
 )
-from purelb.ipam.pool import (
-    AddressRange as AddressRange,
-)
-from purelb.ipam.pool import (
-    NotAllocated as NotAllocated,
-)
-from purelb.ipam.pool import (
-    NotInPool as NotInPool,
-)
-from purelb.ipam.pool import (
-    Pool as Pool,
-)
-from purelb.ipam.pool import (
-    PoolError as PoolError,
-)
-from purelb.ipam.pool import (
-    PoolExhausted as PoolExhausted,
-)
+
+__all__ = [
+    "AddressInUse",
+    "AddressRange",
+    "NoFamilyRange",
+    "NotAllocated",
+    "NotInPool",
+    "Pool",
+    "PoolError",
+    "PoolExhausted",
+    "parse_range",
+    "range_within",
+    "require_within",
+]

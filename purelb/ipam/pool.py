@@ -22,6 +22,7 @@ import ipaddress
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import final
 
 from purelb import fast
 from purelb.errors import AllocationError, ConfigError
@@ -39,6 +40,7 @@ __all__ = [
     "parse_address",
     "parse_range",
     "range_within",
+    "require_within",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -199,12 +201,26 @@ def range_within(range_text: str | AddressRange, subnet_cidr: str) -> bool:
     return parsed.within(subnet)
 
 
+def require_within(range_text: str | AddressRange, subnet_cidr: str) -> AddressRange:
+    """The parsed range, or PoolError naming range and subnet when it is not inside."""
+    parsed = parse_range(range_text) if isinstance(range_text, str) else range_text
+    if not range_within(parsed, subnet_cidr):
+        raise PoolError(
+            f"range {parsed.text!r} is outside its subnet {subnet_cidr.strip()!r}",
+            value=parsed.text,
+        )
+    return parsed
+
+
+@final
 class Pool:
     """Free/allocated state of the addresses of one or more non-overlapping ranges."""
 
     __slots__ = ("_by_family", "_firsts", "_name", "_ranges", "_spaces")
 
     def __init__(self, ranges: Iterable[str | AddressRange], *, name: str = "") -> None:
+        if isinstance(ranges, str):
+            raise TypeError(f"Pool takes a list of ranges, not one string: [{ranges!r}]")
         parsed = tuple(parse_range(r) if isinstance(r, str) else r for r in ranges)
         if not parsed:
             raise PoolError(f"pool {name!r} has no range", value=[])
@@ -322,9 +338,14 @@ class Pool:
             indexes = tuple(sorted(indexes, key=lambda i: self._spaces[i].count))
         skip_buggy = avoid_buggy and family == 4
         for index in indexes:
-            offset = self._lowest_free(index, skip_buggy)
+            space = self._spaces[index]
+            if not skip_buggy:
+                if space.count < space.capacity:
+                    return self._ranges[index].first + space.allocate_lowest()  # cached, O(1)
+                continue
+            offset = self._lowest_not_buggy(index)
             if offset is not None:
-                self._spaces[index].allocate(offset)
+                space.allocate(offset)
                 return self._ranges[index].first + offset
         detail = " (avoiding .0/.255)" if skip_buggy else ""
         raise PoolExhausted(
@@ -332,13 +353,14 @@ class Pool:
             f"{self.in_use(family)} of {self.size(family)} in use"
         )
 
-    def _lowest_free(self, index: int, skip_buggy: bool) -> int | None:
+    def _lowest_not_buggy(self, index: int) -> int | None:
+        """Lowest free offset whose IPv4 address does not end in .0 or .255."""
         space = self._spaces[index]
         base = int(self._ranges[index].first)
         start = 0
         while True:
             offset = space.lowest_free(start)
-            if offset is None or not skip_buggy:
+            if offset is None:
                 return offset
             last_octet = (base + offset) & 0xFF
             if last_octet == _BUGGY_LOW:

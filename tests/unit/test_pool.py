@@ -5,6 +5,9 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from purelb.errors import AllocationError, ConfigError
 from purelb.ipam.pool import (
@@ -17,6 +20,7 @@ from purelb.ipam.pool import (
     PoolExhausted,
     parse_range,
     range_within,
+    require_within,
 )
 
 ip = ipaddress.ip_address
@@ -72,6 +76,15 @@ def test_range_within_subnet():
     assert not range_within("fd00::/64", "192.168.0.0/16")
     with pytest.raises(PoolError, match="not a valid CIDR"):
         range_within("10.0.0.0/24", "10.0.0.0/99")
+
+
+def test_require_within_names_range_and_subnet():
+    assert require_within("192.168.1.10-192.168.1.20", "192.168.1.0/24").size == 11
+    with pytest.raises(PoolError) as info:
+        require_within("192.168.1.250-192.168.2.5", "192.168.1.0/24")
+    assert str(info.value) == (
+        "range '192.168.1.250-192.168.2.5' is outside its subnet '192.168.1.0/24'"
+    )
 
 
 # -- construction ----------------------------------------------------------------------------
@@ -239,3 +252,95 @@ def test_full_slash16_exhaustion_is_reported_without_walking():
     pool.release("10.1.128.7")
     assert pool.allocate_lowest(4) == ip("10.1.128.7")
     assert isinstance(PoolExhausted("x"), AllocationError)
+
+
+# -- model-based -----------------------------------------------------------------------------
+
+#: Small non-overlapping ranges with .0/.255 edges, so a plain list can model them.
+MODEL_RANGES = [
+    "10.0.0.250-10.0.1.5",
+    "10.0.2.0/29",
+    "192.168.0.255/32",
+    "fd00::fe-fd00::102",
+    "fd00:1::/126",
+    "10.0.3.254-10.0.4.0",
+]
+
+
+class PoolMachine(RuleBasedStateMachine):
+    """Random pool operations vs a list of every address and a set of used ones."""
+
+    @initialize(order=st.permutations(MODEL_RANGES), count=st.integers(1, len(MODEL_RANGES)))
+    def create(self, order: list[str], count: int) -> None:
+        texts = order[:count]
+        self.pool = Pool(texts, name="model")
+        self.ranges = [
+            [r.first + i for i in range(r.size)] for r in (parse_range(t) for t in texts)
+        ]
+        self.used: set = set()
+
+    def _expected_lowest(self, family: int, avoid_buggy: bool, balance: bool):
+        ranges = [r for r in self.ranges if r[0].version == family]
+        if balance:
+            ranges.sort(key=lambda r: sum(a in self.used for a in r))
+        for addresses in ranges:
+            for address in addresses:
+                buggy = family == 4 and int(address) & 0xFF in (0, 255)
+                if address not in self.used and not (avoid_buggy and buggy):
+                    return address
+        return None
+
+    @rule(family=st.sampled_from([4, 6]), avoid_buggy=st.booleans(), balance=st.booleans())
+    def allocate_lowest(self, family: int, avoid_buggy: bool, balance: bool) -> None:
+        expected = self._expected_lowest(family, avoid_buggy, balance)
+        if expected is None:
+            with pytest.raises(PoolExhausted):
+                self.pool.allocate_lowest(family, avoid_buggy=avoid_buggy, balance=balance)
+        else:
+            got = self.pool.allocate_lowest(family, avoid_buggy=avoid_buggy, balance=balance)
+            assert got == expected
+            self.used.add(got)
+
+    @rule(data=st.data())
+    def allocate_or_release_specific(self, data: st.DataObject) -> None:
+        candidates = [a for r in self.ranges for a in r] + [ip("10.0.0.249"), ip("fd00::103")]
+        address = data.draw(st.sampled_from(candidates))
+        inside = any(address in r for r in self.ranges)
+        if data.draw(st.booleans()):
+            if not inside:
+                with pytest.raises(NotInPool):
+                    self.pool.allocate(address)
+            elif address in self.used:
+                with pytest.raises(AddressInUse):
+                    self.pool.allocate(address)
+            else:
+                self.pool.allocate(str(address))
+                self.used.add(address)
+        elif not inside:
+            with pytest.raises(NotInPool):
+                self.pool.release(address)
+        elif address not in self.used:
+            with pytest.raises(NotAllocated):
+                self.pool.release(address)
+        else:
+            self.pool.release(address)
+            self.used.discard(address)
+
+    @invariant()
+    def same_state(self) -> None:
+        if not hasattr(self, "pool"):
+            return
+        expected = [a for r in self.ranges for a in r if a in self.used]
+        assert list(self.pool.allocated()) == expected
+        for family in (4, 6):
+            assert self.pool.in_use(family) == sum(a.version == family for a in self.used)
+            assert self.pool.available(family) + self.pool.in_use(family) == self.pool.size(family)
+
+
+TestPoolMachine = PoolMachine.TestCase
+TestPoolMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_pool_given_one_string_instead_of_a_list_is_a_type_error():
+    with pytest.raises(TypeError, match="list of ranges"):
+        Pool("10.0.0.0/24")
