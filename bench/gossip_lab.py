@@ -149,7 +149,7 @@ class GossipLab:
             "ip", "netns", "exec", self.ns(node), sys.executable, "-m",
             "purelb.election.member", "--name", name, "--bind", f"{self.addr(node)}:{PORT}",
             "--cluster", self.cluster, "--keyring-file", str(self.keyring_file),
-            "--subnet", SUBNET, "--timings", self.timings,
+            "--subnets-from", "eth0", "--timings", self.timings,
             "--report-interval", str(self.report_interval_s),
         ]
         for s in seeds:
