@@ -63,6 +63,8 @@ async def test_members_join_agree_on_winners_and_spread_metadata():
             winners = {m.winner(address) for m in trio_members}
             assert len(winners) == 1 and winners.pop() in {"a", "b", "c"}
             assert sum(m.should_announce(address) for m in trio_members) == 1
+        addresses = [str(NET.network_address + host) for host in range(1, 30)]
+        assert a.view().winners(addresses) == [c.winner(x) for x in addresses]
 
         version = a.version
         c.update_meta(subnets=[ipaddress.ip_network("192.0.2.0/24")], ready=True)
