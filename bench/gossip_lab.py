@@ -59,6 +59,7 @@ class MemberProcess:
     node: int
     name: str
     proc: subprocess.Popen[bytes]
+    stderr_path: Path
     buffer: bytes = b""
     lines: list[Line] = field(default_factory=list)
 
@@ -148,17 +149,19 @@ class GossipLab:
             "ip", "netns", "exec", self.ns(node), sys.executable, "-m",
             "purelb.election.member", "--name", name, "--bind", f"{self.addr(node)}:{PORT}",
             "--cluster", self.cluster, "--keyring-file", str(self.keyring_file),
-            "--subnet", SUBNET, "--timings", self.timings,
+            "--subnets-from", "eth0", "--timings", self.timings,
             "--report-interval", str(self.report_interval_s),
         ]
         for s in seeds:
             if s != node:
                 argv += ["--seed", f"{self.addr(s)}:{PORT}"]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+        stderr_path = Path(self._tmp.name) / f"{name}.{len(self.members)}.{time.monotonic_ns()}.err"
+        with stderr_path.open("wb") as stderr:  # the child keeps its own descriptor
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
         assert proc.stdout is not None
         os.set_blocking(proc.stdout.fileno(), False)
-        member = MemberProcess(node, name, proc)
+        member = MemberProcess(node, name, proc, stderr_path=stderr_path)
         self.members[node] = member
         self._selector.register(proc.stdout, selectors.EVENT_READ, member)
         return member
@@ -224,7 +227,18 @@ class GossipLab:
             for line in self.poll(left):
                 if predicate(line):
                     return line
-        raise TimeoutError(f"{what}: not seen within {timeout_s} s")
+        raise TimeoutError(f"{what}: not seen within {timeout_s} s; {self.diagnose()}")
+
+    def diagnose(self) -> str:
+        """Exit codes and stderr tails of the members (for failure messages)."""
+        parts = []
+        for m in self.members.values():
+            try:
+                tail = m.stderr_path.read_text(errors="replace")[-800:]
+            except OSError:
+                tail = "<no stderr file>"
+            parts.append(f"{m.name}: returncode={m.proc.poll()} stderr={tail!r}")
+        return "; ".join(parts)
 
     def wait_all(self, nodes: list[int], predicate: Callable[[Line], bool], *,
                  timeout_s: float, what: str) -> dict[int, Line]:
@@ -234,7 +248,8 @@ class GossipLab:
         while set(seen) != set(nodes):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"{what}: only {sorted(seen)} of {nodes} within {timeout_s} s")
+                raise TimeoutError(f"{what}: only {sorted(seen)} of {nodes} within "
+                                   f"{timeout_s} s; {self.diagnose()}")
             for line in self.poll(left):
                 if line.node in nodes and line.node not in seen and predicate(line):
                     seen[line.node] = line
@@ -255,7 +270,7 @@ class GossipLab:
                                for ln in self.members[n].lines
                                if ln.data.get("event") == "member"] for n in nodes}
                 raise TimeoutError(f"not converged within {timeout_s} s: {alive}; "
-                                   f"events: {history}")
+                                   f"events: {history}; {self.diagnose()}")
             for line in self.poll(left):
                 if line.node in alive:
                     _track(alive[line.node], line)

@@ -121,6 +121,13 @@ class MembershipView:
                         ) -> bool:
         return self.winner(address) == self.local
 
+    def winners(self, addresses: Sequence[str | ipaddress.IPv4Address | ipaddress.IPv6Address]
+                ) -> list[NodeName | None]:
+        """``winner`` for many addresses at once (one rendezvous per candidate set)."""
+        if self.fenced:
+            return [None] * len(addresses)
+        return _election.winners(addresses, self.members)
+
 
 @dataclass(frozen=True, slots=True)
 class MemberStatistics:

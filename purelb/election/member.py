@@ -31,8 +31,10 @@ import trio
 from ._crypto import Keyring, parse_secret_data
 from ._member import Member, MemberConfig, serve_member
 from ._seeds import parse_address
-from ._timings import lan, local
-from ._wire import DEFAULT_PORT, MemberMeta
+from ._subnets import serving_subnets
+from ._timings import DEFAULT_LIMITS, lan, local
+from ._wire import DEFAULT_PORT, MemberMeta, Subnet
+from .interfaces import read_interface_addresses
 
 _PRESETS = {"lan": lan, "local": local}
 
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON Secret data (name -> base64); SIGHUP reloads it")
     p.add_argument("--seed", action="append", default=[], help="seed address (repeatable)")
     p.add_argument("--subnet", action="append", default=[], help="servable CIDR (repeatable)")
+    p.add_argument("--subnets-from", action="append", default=[], metavar="IFNAME",
+                   help="also advertise the subnets of this interface (repeatable; netlink)")
     p.add_argument("--not-ready", action="store_true", help="advertise ready=false")
     p.add_argument("--timings", choices=sorted(_PRESETS), default="lan")
     p.add_argument("--report-interval", type=float, default=1.0,
@@ -72,7 +76,16 @@ def _stats(member: Member) -> dict[str, object]:
     return {"event": "stats", **dataclasses.asdict(member.statistics())}
 
 
-async def _run(args: argparse.Namespace) -> int:
+def _subnets(args: argparse.Namespace) -> tuple[Subnet, ...]:
+    configured = [ipaddress.ip_network(s) for s in args.subnet]
+    if not args.subnets_from:
+        return tuple(configured)
+    found = serving_subnets(read_interface_addresses(args.subnets_from),
+                            limit=DEFAULT_LIMITS.max_subnets)
+    return tuple(dict.fromkeys([*configured, *found]))
+
+
+async def _run(args: argparse.Namespace, subnets: tuple[Subnet, ...]) -> int:
     config = MemberConfig(
         name=args.name,
         bind=parse_address(args.bind, default_port=DEFAULT_PORT),
@@ -81,8 +94,7 @@ async def _run(args: argparse.Namespace) -> int:
         cluster=args.cluster,
         keyring=load_keyring(args.keyring_file),
         seeds=tuple(parse_address(s, default_port=DEFAULT_PORT) for s in args.seed),
-        meta=MemberMeta(subnets=tuple(ipaddress.ip_network(s) for s in args.subnet),
-                        ready=not args.not_ready),
+        meta=MemberMeta(subnets=subnets, ready=not args.not_ready),
         timings=_PRESETS[args.timings](),
     )
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
@@ -90,7 +102,8 @@ async def _run(args: argparse.Namespace) -> int:
         async with trio.open_nursery() as nursery:
             member: Member = await nursery.start(serve_member, config)
             _emit({"event": "started", "name": config.name, "addr": str(member.address),
-                   "incarnation": member.statistics().incarnation})
+                   "incarnation": member.statistics().incarnation,
+                   "subnets": [str(n) for n in subnets]})
             nursery.start_soon(_follow, member)
             if args.report_interval > 0:
                 nursery.start_soon(_report, member, args.report_interval)
@@ -135,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return trio.run(_run, args)
+    subnets = _subnets(args)  # netlink is blocking: read it before the Trio loop starts
+    return trio.run(_run, args, subnets)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Sequence
 from functools import partial
@@ -62,6 +63,8 @@ async def test_members_join_agree_on_winners_and_spread_metadata():
             winners = {m.winner(address) for m in trio_members}
             assert len(winners) == 1 and winners.pop() in {"a", "b", "c"}
             assert sum(m.should_announce(address) for m in trio_members) == 1
+        addresses = [str(NET.network_address + host) for host in range(1, 30)]
+        assert a.view().winners(addresses) == [c.winner(x) for x in addresses]
 
         version = a.version
         c.update_meta(subnets=[ipaddress.ip_network("192.0.2.0/24")], ready=True)
@@ -161,4 +164,15 @@ async def test_failing_seed_provider_is_retried():
         b = await nursery.start(partial(serve_member, config("b"), seed_provider=flaky))
         await wait_for(lambda: len(b.alive_members()) == 2, "join after retry")
         assert calls >= 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_members_gossip_over_ipv6():
+    async with trio.open_nursery() as nursery:
+        cfg = dataclasses.replace(config("a"), bind=Address("::1", 0))
+        a = await nursery.start(serve_member, cfg)
+        b = await nursery.start(serve_member, dataclasses.replace(
+            config("b", seeds=[a.address]), bind=Address("::1", 0)))
+        await wait_for(lambda: len(a.alive_members()) == 2 == len(b.alive_members()), "join")
+        assert a.address.host == "::1"
         nursery.cancel_scope.cancel()

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from bench.gossip_lab import GossipLab
+from bench.gossip_lab import SUBNET, GossipLab
 
 pytestmark = pytest.mark.root
 
@@ -36,6 +36,14 @@ def start_three(lab: GossipLab) -> None:
     for node in range(3):
         lab.start(node)
     lab.wait_converged([0, 1, 2], timeout_s=START_S)
+
+
+def test_members_advertise_the_subnets_of_their_interface(lab):
+    """Verify subnets come from eth0 via netlink: the IPv4 /24, not the fe80:: link-local."""
+    lab.start(0)
+    line = lab.wait_for(lambda ln: ln.data.get("event") == "started", timeout_s=START_S,
+                        what="start")
+    assert line.data["subnets"] == [SUBNET]
 
 
 def test_sigkilled_member_is_declared_dead_by_the_others_within_bound(lab):
