@@ -400,3 +400,17 @@ async def test_a_watch_is_released_when_its_client_hangs_up(
         await stream.aclose()
         await srv.faults.wait_watches_at_most(0)
     assert (await client.get("/version")).status_code == 200
+
+
+async def test_put_of_a_custom_resource_must_carry_a_resource_version(
+    client: httpx.AsyncClient,
+) -> None:
+    path = "/apis/purelb.io/v1/namespaces/default/servicegroups"
+    sg = {"apiVersion": "purelb.io/v1", "kind": "ServiceGroup", "metadata": {"name": "g"},
+          "spec": {"local": {"v4pool": {"pool": "192.0.2.0/28", "subnet": "192.0.2.0/24"}}}}
+    created = (await client.post(path, json=sg)).json()
+    r = await client.put(f"{path}/g", json=sg)
+    assert r.status_code == 422
+    assert r.json()["details"]["causes"][0]["field"] == "metadata.resourceVersion"
+    sg["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"]
+    assert (await client.put(f"{path}/g", json=sg)).status_code == 200
