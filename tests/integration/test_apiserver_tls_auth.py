@@ -145,3 +145,16 @@ def test_cli_rejects_a_bad_listen_address(listen: str) -> None:
     res = subprocess.run([sys.executable, "-m", "purelb", "apiserver", "--listen", listen],
                          capture_output=True, text=True, timeout=30, check=False)
     assert res.returncode == 2 and listen in res.stderr
+
+
+async def test_test_fixture_can_serve_https_with_a_token() -> None:
+    async with open_test_apiserver(tls=True) as srv:
+        assert srv.url.startswith("https://")
+        cfg = yaml.safe_load(srv.kubeconfig.read_text())
+        token = cfg["users"][0]["user"]["token"]
+        ctx = ssl.create_default_context(cafile=str(srv.tmpdir / "ca.crt"))
+        async with httpx.AsyncClient(base_url=srv.url, verify=ctx) as client:
+            assert (await client.get("/api")).status_code == 401
+            r = await client.get("/api", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200
+        assert srv.server.audit_records("admin") == set()  # /api is not a resource request
