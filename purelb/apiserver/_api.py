@@ -572,6 +572,9 @@ class _Watch:
     initial_events_end: bool
     timeout_s: float
     _columns_sent: bool = False
+    _sent_rv: int | None = None
+    """The resourceVersion this stream has delivered everything up to; the closing
+    bookmark must not claim more, or a client resuming from it skips events."""
 
     def _matches(self, obj: dict[str, Any] | None) -> bool:
         if obj is None:
@@ -635,8 +638,8 @@ class _Watch:
                 with trio.move_on_after(self.timeout_s):
                     await self._stream(write)
                     return
-                if self.bookmarks:
-                    await write(self._bookmark(self.api.store.committed_rv))
+                if self.bookmarks and self._sent_rv is not None:
+                    await write(self._bookmark(self._sent_rv))
         except StatusError as err:
             body = {"type": "ERROR", "object": err.status()}
             await write((json.dumps(body, separators=(",", ":")) + "\n").encode())
@@ -656,10 +659,12 @@ class _Watch:
                        if self._matches(o)]
             for obj in initial:
                 await write(self._encode("ADDED", obj))
+            self._sent_rv = pos
             if self.initial_events_end and self.bookmarks:
                 await write(self._bookmark(pos, initial_end=True))
         else:
             pos = self.start_rv
+            self._sent_rv = pos
         clock = trio.current_time
         next_bookmark = clock() + self.api.settings.bookmark_interval_s
         while True:
@@ -676,6 +681,7 @@ class _Watch:
             if batch:
                 await write(b"".join(batch))
             pos = head
+            self._sent_rv = pos
             if self.bookmarks and clock() >= next_bookmark:
                 await write(self._bookmark(pos))
                 next_bookmark = clock() + self.api.settings.bookmark_interval_s
