@@ -43,6 +43,11 @@ class Result:
     events_per_watcher: int
     fanout_lag_s: float
     watchers_complete: bool
+    server_cpu_s: float
+    """CPU time the server process used during the write phase (user + system)."""
+    writes_per_cpu_s: float
+    """Writes per second of server CPU: the rate on an idle core, independent of how busy
+    the (shared) machine is."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +163,13 @@ async def _watcher(port: int, rv: str, progress: _Progress, idx: int,
             # whole marker (it is one byte shorter than one).
 
 
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _measure(storage: str, args: argparse.Namespace) -> Result:
     with tempfile.TemporaryDirectory(prefix="purelb-bench-api-") as tmp:
         db = Path(tmp) / "bench.db" if storage == "sqlite" else None
@@ -183,11 +195,13 @@ async def _measure(storage: str, args: argparse.Namespace) -> Result:
                             acked += 1
                             i += 1
 
+                cpu0 = _cpu_seconds(proc.pid)
                 start = trio.current_time()
                 async with trio.open_nursery() as clients:
                     for c in range(args.clients):
                         clients.start_soon(client, c, start + args.duration)
                 elapsed = trio.current_time() - start
+                cpu = _cpu_seconds(proc.pid) - cpu0
                 last_ack = trio.current_time()
                 with trio.move_on_after(CATCH_UP_TIMEOUT_S):
                     await progress.wait_all(acked)
@@ -196,7 +210,7 @@ async def _measure(storage: str, args: argparse.Namespace) -> Result:
             complete = all(c == acked for c in progress.counts)
             return Result(storage, acked, round(elapsed, 3), round(acked / elapsed, 1),
                           args.watchers, min(progress.counts, default=0), round(lag, 3),
-                          complete)
+                          complete, round(cpu, 2), round(acked / cpu, 1) if cpu else 0.0)
         finally:
             if proc.returncode is None:
                 os.kill(proc.pid, signal.SIGTERM)
@@ -214,10 +228,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"API server: simple creates (ConfigMaps) over {args.clients} keep-alive "
           f"connections, {args.watchers} watchers")
     print(f"{'storage':<8} {'writes':>7} {'seconds':>8} {'writes/s':>9} "
-          f"{'events/watcher':>15} {'fan-out lag s':>14} {'complete':>9}")
+          f"{'events/watcher':>15} {'fan-out lag s':>14} {'complete':>9} "
+          f"{'server CPU s':>13} {'writes/CPU-s':>13}")
     for r in results:
         print(f"{r.storage:<8} {r.writes:>7} {r.seconds:>8} {r.writes_per_s:>9} "
-              f"{r.events_per_watcher:>15} {r.fanout_lag_s:>14} {r.watchers_complete!s:>9}")
+              f"{r.events_per_watcher:>15} {r.fanout_lag_s:>14} {r.watchers_complete!s:>9} "
+              f"{r.server_cpu_s:>13} {r.writes_per_cpu_s:>13}")
+    print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
+          "(writes/CPU-s is the rate one idle core would give)")
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     return 0 if all(r.watchers_complete for r in results) else 1

@@ -45,6 +45,8 @@ JSON = "application/json"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 ANONYMOUS = "system:anonymous"
 _HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+MAX_FIELD_MANAGER_LEN = 128
+"""The real server's limit on ?fieldManager= length."""
 _WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
@@ -284,6 +286,8 @@ class KubeApi:
             raise E.method_not_allowed(f"the server does not allow this method on the requested "
                                        f"resource ({method} {t.rdef.plural})")
         self._record(req, verb, t)
+        if t.subresource == "scale":
+            return await self._scale(req, t, verb)
         if verb == "list":
             return self._list(req, t)
         if verb == "watch":
@@ -456,6 +460,22 @@ class KubeApi:
         )
         return StreamResponse(200, watch.run, JSON)
 
+    async def _scale(self, req: Request, t: _Target, verb: str) -> Response:
+        assert t.name is not None
+        ns = t.namespace or ""
+        if verb == "get":
+            return _json(200, self.objects.get_scale(t.rdef, ns, t.name))
+        opts = self._write_options(req)
+        if verb == "update":
+            result = self.objects.update_scale(t.rdef, ns, t.name, self._decode_body(req), opts)
+        else:
+            ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+            result = self.objects.patch_scale(t.rdef, ns, t.name, ctype,
+                                              self._decode_body(req), opts)
+        if result.rv is not None:
+            await self.store.wait_durable(result.rv)
+        return _json(200, result.obj)
+
     # ---- writes ----------------------------------------------------------------------
     def _write_options(self, req: Request) -> WriteOptions:
         dry = req.query.get("dryRun", "")
@@ -465,7 +485,11 @@ class KubeApi:
         if fv not in ("Strict", "Warn", "Ignore"):
             raise E.bad_request(
                 f'fieldValidation must be one of "Strict", "Warn", "Ignore", got {fv!r}')
-        return WriteOptions(dry_run=dry == "All", field_validation=fv)
+        manager = req.query.get("fieldManager", "")
+        if len(manager) > MAX_FIELD_MANAGER_LEN:
+            raise E.bad_request(f"fieldManager {manager[:40]!r}... is longer than "
+                                f"{MAX_FIELD_MANAGER_LEN} characters")
+        return WriteOptions(dry_run=dry == "All", field_validation=fv, field_manager=manager)
 
     def _decode_body(self, req: Request, *, allow_empty: bool = False) -> Any:
         ctype = req.headers.get("content-type", JSON).split(";")[0].strip().lower() or JSON
@@ -555,6 +579,8 @@ class KubeApi:
         if result.warnings:
             headers["Warning"] = ", ".join(
                 '299 - "{}"'.format(w.replace('"', "'")) for w in result.warnings)
+        if result.change is not None and result.obj.get("apiVersion") == rdef.api_version:
+            return Response(status, result.change.obj_json(), JSON, headers)
         return _json(status, self._out(rdef, result.obj), headers=headers)
 
 

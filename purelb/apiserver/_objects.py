@@ -12,11 +12,11 @@ change only ``status``; no-op writes keep the resourceVersion; finalizers and
 deletionTimestamp; delete preconditions; dry runs; CR pruning/defaulting/validation;
 Service defaulting and allocation; CRD registration.
 
-Simplified on purpose (documented in docs/architecture.md): no managedFields; no
-garbage collection of dependents (``propagationPolicy`` is accepted and ignored);
-deleting a namespace deletes its contents at once (objects with finalizers are marked and
-the namespace stays Terminating until they are gone); deleting a CRD deletes its custom
-resources at once, ignoring their finalizers.
+Simplified on purpose (documented in docs/architecture.md): managedFields only for
+server-side apply (see ``_ssa``); no garbage collection of dependents
+(``propagationPolicy`` is accepted and ignored); deleting a namespace deletes its contents
+at once (objects with finalizers are marked and the namespace stays Terminating until they
+are gone); deleting a CRD deletes its custom resources at once, ignoring their finalizers.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from ._patch import (
 from ._resources import CRD_STORAGE_KEY, NAMESPACES_KEY, SERVICES_KEY, Registry, ResourceDef
 from ._selectors import _KEY_RE, _VALUE_RE, FieldSelector, LabelSelector
 from ._services import Plan, ServiceAllocator
-from ._store import Store
+from ._ssa import server_side_apply
+from ._store import Change, Store
 
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                 "generation")
@@ -67,6 +68,8 @@ class WriteOptions:
     dry_run: bool = False
     field_validation: str = "Warn"
     """Strict | Warn | Ignore, as ?fieldValidation= (the real server's default is Warn)."""
+    field_manager: str = ""
+    """?fieldManager=; required for server-side apply."""
 
 
 @dataclass(slots=True)
@@ -76,6 +79,8 @@ class WriteResult:
     """The newest resourceVersion written (await its durability), None if nothing was."""
     created: bool = False
     warnings: list[str] = field(default_factory=list)
+    change: Change | None = None
+    """The stored change when ``obj`` is exactly what was stored (its JSON is cached)."""
 
 
 class Objects:
@@ -223,9 +228,12 @@ class Objects:
         opts: WriteOptions,
         *,
         owned: bool = False,
+        managed_fields: list[dict[str, Any]] | None = None,
     ) -> WriteResult:
         """Create an object; ``owned=True`` when ``body`` is private to this call."""
         obj = self._check_body(rdef, body, namespace, owned=owned)
+        if managed_fields is not None:
+            obj["metadata"]["managedFields"] = managed_fields
         meta = obj["metadata"]
         name = meta.get("name") or ""
         if not name:
@@ -273,7 +281,8 @@ class Objects:
             self.services.apply(plan)
         for d in new_defs:
             self.registry.add(d)
-        return WriteResult(change.obj, change.rv, created=True, warnings=warnings)
+        return WriteResult(change.obj, change.rv, created=True, warnings=warnings,
+                           change=change)
 
     @staticmethod
     def _reset_status_on_create(rdef: ResourceDef, obj: dict[str, Any]) -> None:
@@ -350,10 +359,19 @@ class Objects:
     ) -> WriteResult:
         ns = namespace if rdef.namespaced else ""
         old = self.store.get(rdef.storage_key, ns, name)
+        if patch_type == PatchType.APPLY_YAML and not opts.field_manager:
+            raise E.bad_request("PATCH with application/apply-patch+yaml requires ?fieldManager=")
         if old is None:
             if patch_type == PatchType.APPLY_YAML and not subresource:
                 body = self._check_body(rdef, patch, namespace, name)
-                return self.create(rdef, namespace, body, opts)
+                stamp = {"apiVersion": rdef.api_version, "kind": rdef.kind,
+                         "metadata": {"name": name}}
+                applied = server_side_apply(
+                    stamp, body, manager=opts.field_manager, subresource="", force=force,
+                    strategic=rdef.strategic, has_status=rdef.has_status,
+                    api_version=rdef.api_version, time=timestamp(self.clock()))
+                return self.create(rdef, namespace, body, opts,
+                                   managed_fields=applied["metadata"]["managedFields"])
             raise E.not_found(rdef.plural, name, rdef.group)
         try:
             if patch_type == PatchType.MERGE:
@@ -371,7 +389,12 @@ class Objects:
                     )
                 patched = strategic_merge_patch(old, patch)
             elif patch_type == PatchType.APPLY_YAML:
-                patched = self._server_side_apply(rdef, old, patch)
+                if not isinstance(patch, dict):
+                    raise PatchError("an apply patch must be a YAML or JSON object")
+                patched = server_side_apply(
+                    old, patch, manager=opts.field_manager, subresource=subresource,
+                    force=force, strategic=rdef.strategic, has_status=rdef.has_status,
+                    api_version=rdef.api_version, time=timestamp(self.clock()))
             else:
                 raise E.unsupported_media_type(
                     f"the patch content type {patch_type!r} is not supported; use one of "
@@ -381,27 +404,15 @@ class Objects:
             raise StatusError(422, "Invalid", str(exc)) from None
         if not isinstance(patched, dict):
             raise StatusError(422, "Invalid", "the patched object is not a JSON object")
+        managed = patched.get("metadata", {}).get("managedFields")
         new = self._check_body(rdef, patched, namespace, name)
         want_rv = new["metadata"].get("resourceVersion")
         if want_rv not in (None, "") and str(want_rv) != old["metadata"]["resourceVersion"]:
             raise E.conflict(rdef.plural, name, rdef.group)
-        return self._write_update(rdef, ns, old, self._merge_update(rdef, old, new, subresource),
-                                  opts, subresource)
-
-    def _server_side_apply(
-        self, rdef: ResourceDef, old: dict[str, Any], applied: Any
-    ) -> dict[str, Any]:
-        """Simplified server-side apply: merge the applied configuration onto the object.
-
-        No field ownership (managedFields): maps merge recursively, keyed lists merge by
-        key for built-in kinds, other lists are replaced, and fields are never removed.
-        """
-        if not isinstance(applied, dict):
-            raise PatchError("an apply patch must be a YAML or JSON object")
-        cleaned = _drop_nulls(applied)
-        if rdef.strategic:
-            return strategic_merge_patch(old, cleaned)
-        return json_merge_patch(old, cleaned)
+        merged = self._merge_update(rdef, old, new, subresource)
+        if patch_type == PatchType.APPLY_YAML and managed is not None:
+            merged["metadata"]["managedFields"] = copy.deepcopy(managed)
+        return self._write_update(rdef, ns, old, merged, opts, subresource)
 
     @staticmethod
     def _merge_update(
@@ -418,7 +429,7 @@ class Objects:
             raise E.no_such_path(f"{rdef.plural}/{subresource}")
         result = new
         meta, old_meta = result["metadata"], old["metadata"]
-        for f in _SERVER_META:
+        for f in (*_SERVER_META, "managedFields"):
             if f in old_meta:
                 meta[f] = old_meta[f]
             else:
@@ -472,7 +483,51 @@ class Objects:
             self.registry.remove_crd(name)
             for d in new_defs:
                 self.registry.add(d)
-        return WriteResult(change.obj, change.rv, warnings=warnings)
+        return WriteResult(change.obj, change.rv, warnings=warnings, change=change)
+
+    # ---- scale subresource (autoscaling/v1 Scale of a Deployment) ---------------------
+    def get_scale(self, rdef: ResourceDef, namespace: str, name: str) -> dict[str, Any]:
+        return scale_of(self._get_existing(rdef, namespace if rdef.namespaced else "", name))
+
+    def patch_scale(
+        self, rdef: ResourceDef, namespace: str, name: str, patch_type: str, patch: Any,
+        opts: WriteOptions,
+    ) -> WriteResult:
+        current = self.get_scale(rdef, namespace, name)
+        try:
+            if patch_type == PatchType.JSON:
+                patched = json_patch(current, patch)
+            elif patch_type in (PatchType.MERGE, PatchType.STRATEGIC, PatchType.APPLY_YAML):
+                if not isinstance(patch, dict):
+                    raise PatchError("a merge patch must be a JSON object")
+                patched = json_merge_patch(current, patch)
+            else:
+                raise E.unsupported_media_type(f"unsupported patch type {patch_type!r}")
+        except PatchError as exc:
+            raise StatusError(422, "Invalid", str(exc)) from None
+        return self.update_scale(rdef, namespace, name, patched, opts)
+
+    def update_scale(
+        self, rdef: ResourceDef, namespace: str, name: str, scale: Any, opts: WriteOptions
+    ) -> WriteResult:
+        """Set spec.replicas from a Scale; the reply is the new Scale."""
+        ns = namespace if rdef.namespaced else ""
+        old = self._get_existing(rdef, ns, name)
+        if not isinstance(scale, dict) or not isinstance(scale.get("spec", {}), dict):
+            raise E.bad_request("the body must be an autoscaling/v1 Scale object")
+        want_rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if want_rv not in (None, "") and str(want_rv) != old["metadata"]["resourceVersion"]:
+            raise E.conflict(rdef.plural, name, rdef.group)
+        replicas = scale.get("spec", {}).get("replicas", 0)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise E.invalid("Scale", name, [Cause(
+                "FieldValueInvalid",
+                f"Invalid value: {replicas!r}: must be greater than or equal to 0",
+                "spec.replicas")], "autoscaling")
+        result = copy.deepcopy(old)
+        result.setdefault("spec", {})["replicas"] = replicas
+        res = self._write_update(rdef, ns, old, result, opts, "")
+        return WriteResult(scale_of(res.obj), res.rv)
 
     # ---- delete ----------------------------------------------------------------------
     def delete(
@@ -595,17 +650,24 @@ class Objects:
                 self.create(rdef, "", {"metadata": {"name": n}}, WriteOptions())
 
 
+def scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale view of a Deployment."""
+    meta = obj["metadata"]
+    match = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                           "creationTimestamp") if k in meta},
+        "spec": {"replicas": obj.get("spec", {}).get("replicas", 1)},
+        "status": {"replicas": obj.get("status", {}).get("replicas", 0),
+                   "selector": ",".join(f"{k}={v}" for k, v in sorted(match.items()))},
+    }
+
+
 def _spec_of(obj: dict[str, Any]) -> dict[str, Any]:
     """Everything but metadata and status: what a generation bump tracks."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
-
-
-def _drop_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_drop_nulls(v) for v in value]
-    return value
 
 
 def _map_causes(meta: dict[str, Any], key: str, *, label_values: bool) -> list[Cause]:

@@ -82,7 +82,7 @@ class SqliteBackend:
                     db.execute(
                         "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)",
                         (ch.storage_key, ch.namespace, ch.name, ch.rv,
-                         json.dumps(ch.obj, separators=(",", ":"))),
+                         ch.obj_json().decode()),
                     )
             db.execute("UPDATE meta SET value=? WHERE key='rv'", (rv,))
             db.execute("COMMIT")

@@ -60,15 +60,20 @@ class Change:
     """The object after the change (for DELETED: its last state with the delete's RV)."""
     prev: dict[str, Any] | None
     """The object before the change, for selector transitions and consistent paging."""
+    _obj_json: bytes | None = field(default=None, repr=False)
     _event_json: bytes | None = field(default=None, repr=False)
+
+    def obj_json(self) -> bytes:
+        """The object as compact JSON, encoded once for the reply, watchers and the disk."""
+        if self._obj_json is None:
+            self._obj_json = json.dumps(self.obj, separators=(",", ":")).encode()
+        return self._obj_json
 
     def event_json(self) -> bytes:
         """``{"type":..,"object":..}\\n``, serialized once for every watcher."""
         if self._event_json is None:
-            self._event_json = (
-                json.dumps({"type": self.type.value, "object": self.obj}, separators=(",", ":"))
-                + "\n"
-            ).encode()
+            self._event_json = (b'{"type":"' + self.type.value.encode() + b'","object":'
+                                + self.obj_json() + b"}\n")
         return self._event_json
 
 

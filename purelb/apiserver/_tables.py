@@ -8,6 +8,7 @@ server prints for them; custom resources get Name, their ``additionalPrinterColu
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -148,8 +149,6 @@ def _fmt(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (dict, list)):
-        import json
-
         return json.dumps(v, separators=(",", ":"))
     return str(v)
 

@@ -12,6 +12,7 @@ Layers (each module has one job)::
     _client      KubeClient: verbs over httpx (no httpx exception escapes)
     _cli         shared --kubeconfig/--context/--kube-qps options
     _cache       Store with indexes; diff_snapshot (pure relist diff)
+    _recovery    the reflector's retry policy (pure): backoff, relist on 410 or repeated failure
     _reflector   Reflector: list, watch, relist on 410, emit changes
     _events      EventRecorder with series aggregation
     _lease       one Lease as leader-election storage (controllers.leadership decides)

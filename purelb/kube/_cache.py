@@ -7,6 +7,7 @@ consumers — is a pure function tested on its own.
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
@@ -131,7 +132,7 @@ class Store:
         """A shallow copy of the key → object map."""
         return dict(self._objects)
 
-    def by_index(self, index_name: str, value: str) -> list[JSON]:
+    def by_index(self, index_name: str, value: str) -> builtins.list[JSON]:
         """Objects whose indexer returned ``value``, sorted by key."""
         try:
             index = self._indexes[index_name]
@@ -158,7 +159,7 @@ class Store:
             self._unindex(key, old)
         return old
 
-    def replace_all(self, objects: Iterable[JSON]) -> list[Change]:
+    def replace_all(self, objects: Iterable[JSON]) -> builtins.list[Change]:
         """Make the store equal to ``objects``; return the :func:`diff_snapshot` changes."""
         new = {object_key(o): o for o in objects}
         changes = diff_snapshot(self._objects, new)

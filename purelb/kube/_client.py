@@ -20,6 +20,7 @@ client against ``httpx.MockTransport``.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import json
 import logging
@@ -245,7 +246,7 @@ class KubeClient:
         label_selector: LabelSelectorInput | None = None,
         field_selector: str | Mapping[str, str] | None = None,
         page_size: int | None = None,
-    ) -> tuple[list[JSON], str]:
+    ) -> tuple[builtins.list[JSON], str]:
         """Follow ``continue`` tokens; return ``(items, resourceVersion)`` of a consistent list.
 
         The resourceVersion is the first page's: all pages are served from that snapshot.
@@ -295,7 +296,7 @@ class KubeClient:
         self,
         resource: Resource,
         name: str,
-        patch: JSON | list[JSON],
+        patch: JSON | builtins.list[JSON],
         *,
         namespace: str | None = None,
         patch_type: PatchType = PatchType.MERGE,
@@ -310,9 +311,10 @@ class KubeClient:
         return await self._json("PATCH", path, body=patch, content_type=patch_type.value,
                                 verb="patch" + _sub(subresource), key=_key(namespace, name))
 
-    async def patch_status(self, resource: Resource, name: str, patch: JSON | list[JSON], *,
-                           namespace: str | None = None,
-                           patch_type: PatchType = PatchType.MERGE) -> JSON:
+    async def patch_status(
+        self, resource: Resource, name: str, patch: JSON | builtins.list[JSON], *,
+        namespace: str | None = None, patch_type: PatchType = PatchType.MERGE,
+    ) -> JSON:
         """Patch the ``status`` subresource."""
         return await self.patch(resource, name, patch, namespace=namespace,
                                 patch_type=patch_type, subresource="status")
@@ -378,10 +380,10 @@ class KubeClient:
         retries = _Retries()
         while True:
             await self._before_request()
-            request = self._http.build_request("GET", path, params=params, timeout=timeout,
-                                               headers=await self._auth_headers(),
-                                               extensions=self._extensions)
+            auth = await self._auth_headers()
             try:
+                request = self._http.build_request("GET", path, params=params, timeout=timeout,
+                                                   headers=auth, extensions=self._extensions)
                 response = await self._http.send(request, stream=True)
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
                 raise _unavailable(exc, ctx) from exc
@@ -468,11 +470,12 @@ class KubeClient:
         retries = _Retries()
         while True:
             await self._before_request()
-            request = self._http.build_request(
-                method, path, params=params, content=content,
-                headers={**headers, **await self._auth_headers()}, extensions=self._extensions,
-            )
+            auth = await self._auth_headers()
             try:
+                request = self._http.build_request(
+                    method, path, params=params, content=content,
+                    headers={**headers, **auth}, extensions=self._extensions,
+                )
                 response = await self._http.send(request)
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
                 raise _unavailable(exc, ctx) from exc
@@ -496,6 +499,9 @@ class WatchStream:
         self.context = context
         self.events = 0
         """Events decoded so far (bookmarks included)."""
+
+    def __repr__(self) -> str:
+        return f"WatchStream({self.context.url}, events={self.events})"
 
     def __aiter__(self) -> WatchStream:
         return self

@@ -350,6 +350,10 @@ class TokenSource:
         self.reloads = 0
         """How many times the token file was read."""
 
+    def __repr__(self) -> str:
+        source = f"file {self._file}" if self._file else ("static" if self._static else "none")
+        return f"TokenSource({source}, reloads={self.reloads})"
+
     @property
     def rotates(self) -> bool:
         """Whether :meth:`invalidate` can yield a different token (a file is used)."""

@@ -11,7 +11,9 @@ Protocol (the client-go / kopf shape):
 3. On **410 Gone** (the version was compacted away) **relist** and emit the difference
    between the cache and the new list — adds, updates *and deletes* — so an object
    deleted while we were disconnected still reaches consumers as DELETED.
-4. Any other failure: wait with jittered backoff and reconnect. Permanent errors
+4. Any other failure: wait with jittered backoff and reconnect (the policy is the pure
+   :class:`~._recovery.WatchRecovery`; ``relist_after_failures`` failures in a row, or a
+   version the server says is ahead of it, relist instead). Permanent errors
    (401/403/404/422/400) before the first sync raise to the caller of ``nursery.start``
    (a misconfiguration should fail loudly); after it they are logged and retried, so a
    running daemon outlives RBAC edits and API restarts.
@@ -24,6 +26,7 @@ is sent after the cache already reflects it.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import random
 from collections.abc import Mapping
@@ -44,9 +47,9 @@ from ._errors import (
     Invalid,
     KubeApiError,
     NotFound,
-    TooManyRequests,
     Unauthorized,
 )
+from ._recovery import Step, WatchRecovery
 from ._resources import Resource
 from ._selectors import LabelSelectorInput
 from ._watch import WatchEvent, WatchEventType
@@ -75,6 +78,10 @@ class ReflectorSettings:
     min_healthy_watch_s: float = 1.0
     """A watch that ends sooner than this with no events counts as a failure and backs
     off, so a server that closes watches at once cannot make us spin."""
+    relist_after_failures: int = 5
+    """Consecutive failed watch attempts after which we relist instead of retrying from
+    the same resourceVersion. A server restored from a backup may never accept our
+    version again; 5 attempts at the default backoff is about 8 s of trying first."""
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
     """Delays between failed attempts."""
     resync_s: float | None = None
@@ -85,6 +92,10 @@ class ReflectorSettings:
     ``None`` = only on 410. Costs one list per period."""
 
     def __post_init__(self) -> None:
+        if self.relist_after_failures < 1:
+            raise ConfigError(
+                f"relist_after_failures must be >= 1, got {self.relist_after_failures}",
+                path="relist_after_failures", value=self.relist_after_failures)
         if self.page_size < 1:
             raise ConfigError(f"page_size must be >= 1, got {self.page_size}",
                               path="page_size", value=self.page_size)
@@ -169,9 +180,12 @@ class Reflector:
         self._send = send_channel
         self.settings = settings
         self._rng = random.Random()
-        self._backoff = Backoff(settings.backoff, rng=self._rng)
+        self._recovery = WatchRecovery(Backoff(settings.backoff, rng=self._rng),
+                                       relist_after=settings.relist_after_failures,
+                                       retry_after_cap_s=settings.backoff.cap_s)
         self._rv = ""
         self._started = False
+        self._emit_lock = trio.StrictFIFOLock()
         self._counts: dict[str, int] = dict.fromkeys(
             ("lists", "watches", "gone", "errors", "bookmarks", "changes_sent", "resyncs"), 0)
         self._last_error = ""
@@ -186,7 +200,7 @@ class Reflector:
         """All cached objects, sorted by (namespace, name)."""
         return self.store.list()
 
-    def by_index(self, index_name: str, value: str) -> list[dict[str, Any]]:
+    def by_index(self, index_name: str, value: str) -> builtins.list[dict[str, Any]]:
         """Cached objects with ``value`` in index ``index_name``."""
         return self.store.by_index(index_name, value)
 
@@ -223,16 +237,21 @@ class Reflector:
             if self._send is not None:
                 self._send.close()
 
-    async def _initial_list(self) -> list[Change]:
+    async def _initial_list(self) -> builtins.list[Change]:
         while True:
             try:
-                return await self._relist()
+                changes = await self._relist()
             except PERMANENT_ERRORS:
                 raise
             except KubeApiError as exc:
-                await trio.sleep(self._failure_delay(exc, "initial list"))
+                step = self._recovery.failed(exc)
+                self._note_failure(exc, step, "initial_list")
+                await trio.sleep(step.delay_s)
+            else:
+                self._recovery.relisted()
+                return changes
 
-    async def _relist(self) -> list[Change]:
+    async def _relist(self) -> builtins.list[Change]:
         self._counts["lists"] += 1
         items, rv = await self._client.list_all(
             self.resource, namespace=self._namespace, label_selector=self._label_selector,
@@ -242,38 +261,38 @@ class Reflector:
         return changes
 
     async def _watch_loop(self) -> None:
-        need_relist = False
-        consecutive_gone = 0
+        recovery = self._recovery
         relist_deadline = self._next_relist_deadline()
+        step = Step(0.0, relist=False)
         while True:
-            delay = 0.0
+            if step.delay_s > 0:
+                await trio.sleep(step.delay_s)
             try:
-                if need_relist or trio.current_time() >= relist_deadline:
+                if step.relist or trio.current_time() >= relist_deadline:
                     changes = await self._relist()
-                    need_relist = False
+                    recovery.relisted()
                     relist_deadline = self._next_relist_deadline()
                     await self._emit(changes)
+                healthy = True  # a watch cut by the periodic relist deadline is fine
                 with trio.move_on_at(relist_deadline):
                     healthy = await self._watch_once()
-                    consecutive_gone = 0
-                    if healthy:
-                        self._backoff.reset()
-                    else:
-                        delay = self._backoff.next_delay()
-            except Gone as exc:
-                # The version we hold was compacted: only a relist can catch up. The first
-                # time is immediate; repeated 410s back off (a server compacting constantly).
-                self._counts["gone"] += 1
-                consecutive_gone += 1
-                need_relist = True
-                LOGGER.info("event=watch_expired resource=%s rv=%s relisting", self.resource.plural,
-                            self._rv)
-                self._last_error = str(exc)
-                delay = 0.0 if consecutive_gone == 1 else self._backoff.next_delay()
+                step = recovery.watch_ended(healthy=healthy)
             except KubeApiError as exc:
-                delay = self._failure_delay(exc, "watch" if not need_relist else "relist")
-            if delay > 0:
-                await trio.sleep(delay)
+                step = recovery.failed(exc)
+                self._note_failure(exc, step, "relist" if recovery.need_relist else "watch")
+
+    def _note_failure(self, exc: KubeApiError, step: Step, phase: str) -> None:
+        self._last_error = str(exc)
+        if isinstance(exc, Gone):
+            # Our version was compacted away: the relist's diff catches the cache up.
+            self._counts["gone"] += 1
+            LOGGER.info("event=watch_expired resource=%s rv=%s relisting_in_s=%.3f",
+                        self.resource.plural, self._rv, step.delay_s)
+            return
+        self._counts["errors"] += 1
+        log = LOGGER.error if isinstance(exc, PERMANENT_ERRORS) else LOGGER.warning
+        log("event=%s_failed resource=%s error=%s next=%s retrying_in_s=%.3f", phase,
+            self.resource.plural, exc, "relist" if step.relist else "watch", step.delay_s)
 
     async def _watch_once(self) -> bool:
         """One watch connection; return whether it was healthy (events or long enough)."""
@@ -326,22 +345,38 @@ class Reflector:
         while True:
             await trio.sleep(self.settings.resync_s)
             self._counts["resyncs"] += 1
-            await self._emit([Change(ChangeKind.MODIFIED, o) for o in self.store.list()])
+            async with self._emit_lock:
+                for key in sorted(self.store.snapshot()):
+                    # Read the object at send time, not from a snapshot taken before a
+                    # blocking send: a resync must never re-deliver a stale version after
+                    # the watch delivered a newer one.
+                    current = self.store.get(*key)
+                    if current is not None and not await self._send_one(
+                            Change(ChangeKind.MODIFIED, current)):
+                        return
 
-    async def _emit(self, changes: list[Change]) -> None:
+    async def _emit(self, changes: builtins.list[Change]) -> None:
+        """Send a batch in order; batches never interleave with each other or a resync."""
+        async with self._emit_lock:
+            for change in changes:
+                if not await self._send_one(change):
+                    return
+
+    async def _send_one(self, change: Change) -> bool:
+        """Send one change; return False once the consumer is gone."""
         if self._send is None:
-            return
-        for change in changes:
-            try:
-                await self._send.send(change)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                LOGGER.warning("event=consumer_gone resource=%s; cache kept, events dropped",
-                               self.resource.plural)
-                self._send = None
-                return
-            self._counts["changes_sent"] += 1
+            return False
+        try:
+            await self._send.send(change)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            LOGGER.warning("event=consumer_gone resource=%s; cache kept, events dropped",
+                           self.resource.plural)
+            self._send = None
+            return False
+        self._counts["changes_sent"] += 1
+        return True
 
-    def _named(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _named(self, items: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         """Items that have a name; others are logged and dropped (a server bug)."""
         good = []
         for item in items:
@@ -358,14 +393,3 @@ class Reflector:
         if self.settings.relist_s is None:
             return float("inf")
         return trio.current_time() + self.settings.relist_s
-
-    def _failure_delay(self, exc: KubeApiError, phase: str) -> float:
-        self._counts["errors"] += 1
-        self._last_error = str(exc)
-        delay = self._backoff.next_delay()
-        if isinstance(exc, TooManyRequests) and exc.retry_after_s is not None:
-            delay = max(delay, min(exc.retry_after_s, self.settings.backoff.cap_s))
-        log = LOGGER.error if isinstance(exc, PERMANENT_ERRORS) else LOGGER.warning
-        log("event=%s_failed resource=%s error=%s retrying_in_s=%.3f", phase.replace(" ", "_"),
-            self.resource.plural, exc, delay)
-        return delay

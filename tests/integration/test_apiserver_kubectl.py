@@ -318,3 +318,78 @@ async def test_kubectl_create_generators_work_for_simple_kinds(kubectl: Kubectl)
     assert out.split() == ["configmap/c", "secret/s", "serviceaccount/sa"]
     rc, _, err = await kubectl.run("create", "deployment", "d", "--image=x", ok=False)
     assert rc == 1 and "apps/v1/Deployment" in err
+
+
+async def test_kubectl_delete_waits_for_finalizers_through_a_filtered_watch(
+    kubectl: Kubectl, srv: TestApiServer
+) -> None:
+    """delete --wait lists and watches with fieldSelector=metadata.name (kubectl.md §8)."""
+    path = kubectl.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n"
+                         "  finalizers: [example.com/hold]\n")
+    await kubectl.run("create", "-f", path)
+    await kubectl.run("create", "-f", kubectl.write("other.yaml", "apiVersion: v1\n"
+                                                   "kind: ConfigMap\nmetadata: {name: other}\n"))
+    result: list[tuple[int, str, str]] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+
+            async def delete() -> None:
+                result.append(await kubectl.run("delete", "cm", "held", "--timeout=20s"))
+
+            nursery.start_soon(delete)
+            await srv.faults.wait_open_watches(1)
+            # A change to another object must not end the wait; removing the finalizer must.
+            await kubectl.run("label", "cm", "other", "x=y")
+            await kubectl.run("patch", "cm", "held", "--type", "json", "-p",
+                              '[{"op": "remove", "path": "/metadata/finalizers"}]')
+    assert result[0][1].strip() == 'configmap "held" deleted'
+    rc, _, err = await kubectl.run("get", "cm", "held", ok=False)
+    assert rc == 1 and "NotFound" in err
+    records = srv.server.audit_records("system:anonymous")
+    assert ("watch", "", "configmaps", "", "default") in records
+
+
+async def test_kubectl_server_side_apply_and_conflicts(kubectl: Kubectl) -> None:
+    path = kubectl.write("sg.yaml", SG_YAML)
+    _, out, _ = await kubectl.run("apply", "--server-side", "-f", path)
+    assert out.strip() == "servicegroup.purelb.io/lan serverside-applied"
+    _, out, _ = await kubectl.run("apply", "--server-side", "-f", path)
+    assert out.strip() == "servicegroup.purelb.io/lan serverside-applied"
+    other = kubectl.write("sg2.yaml", SG_YAML.replace("192.0.2.0/28", "192.0.2.16/28"))
+    rc, _, err = await kubectl.run("apply", "--server-side", "--field-manager", "other", "-f",
+                                   other, ok=False)
+    assert rc == 1 and "conflict" in err.lower() and ".spec.local.v4pool.pool" in err
+    await kubectl.run("apply", "--server-side", "--field-manager", "other",
+                      "--force-conflicts", "-f", other)
+    _, out, _ = await kubectl.run("get", "sg", "lan", "-o", "jsonpath={.spec.local.v4pool.pool}")
+    assert out == "192.0.2.16/28"
+
+
+async def test_kubectl_label_diff_and_replace_with_a_stale_version(kubectl: Kubectl) -> None:
+    path = kubectl.write("svc.yaml", SVC_YAML)
+    await kubectl.run("apply", "-f", path)
+    _, out, _ = await kubectl.run("get", "svc", "web", "-o", "yaml")
+    stale = kubectl.write("stale.yaml", out)
+    _, out, _ = await kubectl.run("label", "svc", "web", "tier=fe")
+    assert out.strip() == "service/web labeled"
+    changed = kubectl.write("changed.yaml", SVC_YAML.replace("targetPort: 8080",
+                                                             "targetPort: 9999"))
+    rc, out, _ = await kubectl.run("diff", "-f", changed, ok=False)
+    assert rc == 1 and "9999" in out
+    _, out, _ = await kubectl.run("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].targetPort}")
+    assert out == "8080", "diff must not persist (dryRun=All)"
+    rc, _, err = await kubectl.run("replace", "-f", stale, ok=False)
+    assert rc == 1 and "(Conflict)" in err and "the object has been modified" in err
+
+
+async def test_kubectl_scale_uses_the_scale_subresource(kubectl: Kubectl) -> None:
+    await kubectl.run("apply", "-f", kubectl.write("deploy.yaml", DEPLOY_YAML))
+    _, out, _ = await kubectl.run("scale", "deploy/allocator", "-n", "purelb", "--replicas=3")
+    assert out.strip() == "deployment.apps/allocator scaled"
+    _, out, _ = await kubectl.run("get", "deploy", "allocator", "-n", "purelb", "-o",
+                                  "jsonpath={.spec.replicas} {.metadata.generation}")
+    assert out == "3 2"
+    _, out, _ = await kubectl.run("get", "--raw",
+                                  "/apis/apps/v1/namespaces/purelb/deployments/allocator/scale")
+    scale = json.loads(out)
+    assert scale["kind"] == "Scale" and scale["status"]["selector"] == "app=allocator"

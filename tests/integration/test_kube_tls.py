@@ -14,7 +14,16 @@ import pytest
 import trio
 import yaml
 
-from purelb.kube import SERVICES, ApiUnavailable, ClientSettings, KubeClient, load_kubeconfig
+from purelb.apiserver._server import ApiServer, ApiServerConfig, serve_apiserver
+from purelb.kube import (
+    SERVICES,
+    ApiUnavailable,
+    ClientSettings,
+    KubeClient,
+    Unauthorized,
+    load_incluster_config,
+    load_kubeconfig,
+)
 from tests.kube_tls import Pki, make_pki
 
 MAX_REQUEST_BYTES = 65536
@@ -139,3 +148,28 @@ async def test_missing_client_certificate_is_api_unavailable(nursery, pki, tmp_p
     async with KubeClient(cfg, settings=SETTINGS) as c:
         with pytest.raises(ApiUnavailable):
             await c.get(SERVICES, "web", namespace="a")
+
+
+async def test_real_apiserver_over_https_with_a_rotating_token_file(nursery, pki, tmp_path):
+    """Verify the in-cluster path end to end: CA file, token file, rotation after a 401."""
+    (tmp_path / "srv.crt").write_bytes(pki.server_cert_pem)
+    (tmp_path / "srv.key").write_bytes(pki.server_key_pem)
+    cfg = ApiServerConfig(tls_cert=tmp_path / "srv.crt", tls_key=tmp_path / "srv.key",
+                          tokens={"token-v1": "purelb", "token-v2": "purelb"})
+    server = ApiServer(cfg)
+    port = await nursery.start(functools.partial(serve_apiserver, cfg, server=server))
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    (sa / "ca.crt").write_bytes(pki.ca_pem)
+    (sa / "token").write_text("expired-token")
+    (sa / "namespace").write_text("default")
+    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(port)}
+    kube = load_incluster_config(environ=env, serviceaccount_dir=sa)
+    async with KubeClient(kube, settings=SETTINGS) as c:
+        with pytest.raises(Unauthorized):
+            await c.list(SERVICES, namespace="default")
+        (sa / "token").write_text("token-v1")  # kubelet rotated the token
+        assert (await c.list(SERVICES, namespace="default"))["kind"] == "ServiceList"
+        (sa / "token").write_text("token-v2")
+        del server.api.tokens["token-v1"]  # the old token is revoked: 401, re-read, retry
+        assert (await c.list(SERVICES, namespace="default"))["kind"] == "ServiceList"

@@ -10,22 +10,25 @@ consumer as DELETED. The matrix runs on memory and SQLite storage.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import pytest
 import trio
 
+from purelb.apiserver._server import ApiServer, ApiServerConfig, serve_apiserver
 from purelb.apiserver.testing import open_test_apiserver
 from purelb.kube import (
     ENDPOINT_SLICES,
     ENDPOINTSLICE_BY_SERVICE,
     SERVICES,
     ChangeKind,
+    ClusterConfig,
     KubeClient,
     Reflector,
     ReflectorSettings,
 )
-from tests.kube_support import Mirror, eventually, open_client, truth, versions
+from tests.kube_support import FAST, Mirror, eventually, open_client, truth, versions
 
 NS = "default"
 LOCAL = ReflectorSettings.local()
@@ -66,6 +69,7 @@ class Fault:
     expect_gone: bool = False
     expect_errors: bool = False
     min_elapsed_s: float = 0.0
+    min_watches: int = 1
 
 
 def _nothing(srv) -> None:
@@ -130,7 +134,7 @@ async def _latency(srv, c):
 
 
 FAULTS = [
-    Fault("dropped watches", _nothing, _dropped_watches),
+    Fault("dropped watches", _nothing, _dropped_watches, min_watches=4),
     Fault("forced 410 with deletes while disconnected", _nothing, _forced_410,
           expect_gone=True, expect_errors=True),
     Fault("compaction while disconnected", _nothing, _compaction, expect_gone=True,
@@ -179,6 +183,7 @@ async def test_reflector_converges_with_no_missed_deletion(srv, fault):
     if fault.expect_errors:
         assert stats.errors >= 1, stats
     assert elapsed >= fault.min_elapsed_s
+    assert stats.watches >= fault.min_watches, stats
 
 
 async def test_reflector_initial_list_retries_transient_errors(srv):
@@ -248,3 +253,45 @@ async def test_periodic_resync_and_relist(srv):
             n.cancel_scope.cancel()
     assert mirror.log.count((ChangeKind.MODIFIED, "r")) >= 2
     assert mirror.log[0] == (ChangeKind.ADDED, "r")
+
+
+async def test_reflector_survives_an_api_server_restart_on_sqlite(tmp_path):
+    """Verify that the reflector rides out a restart of a SQLite-backed server on the same
+    port: it backs off while the server is down, then catches up (by watch or relist) with
+    the deletions made after the restart."""
+    db = tmp_path / "api.sqlite"
+    cfg = ApiServerConfig(db_path=db, port=0)
+    async with trio.open_nursery() as servers:
+        first = trio.CancelScope()
+
+        async def run_first(task_status=trio.TASK_STATUS_IGNORED):
+            with first:
+                await serve_apiserver(cfg, task_status=task_status)
+
+        port = await servers.start(run_first)
+        kube = ClusterConfig(server=f"http://127.0.0.1:{port}", source="test")
+        async with KubeClient(kube, settings=FAST) as c:
+            for i in range(5):
+                await c.create(SERVICES, service(f"s{i}"))
+            send, receive = trio.open_memory_channel(64)
+            mirror = Mirror()
+            refl = Reflector(c, SERVICES, namespace=NS, send_channel=send, settings=LOCAL)
+            async with trio.open_nursery() as n:
+                n.start_soon(mirror.consume, receive)
+                await n.start(refl.run)
+                first.cancel()
+                await eventually(lambda: refl.statistics().errors >= 1,
+                                 what="the reflector to notice the server is gone")
+                second = ApiServer(replace(cfg, port=port))
+                # Hold the reflector off until the writes below are done.
+                second.faults.respond(503, method="GET", path_regex=WATCH_RX, count=10_000)
+                second.faults.respond(503, method="GET", path_regex=LIST_RX, count=10_000)
+                await servers.start(partial(serve_apiserver, second.config, server=second))
+                deleted = await churn(c, "restart")
+                second.faults.clear()
+                expected = await truth(c, SERVICES, NS)
+                await eventually(lambda: versions(refl.list()) == expected
+                                 and mirror.state == expected, what="convergence after restart")
+                n.cancel_scope.cancel()
+        servers.cancel_scope.cancel()
+    assert deleted <= mirror.deleted

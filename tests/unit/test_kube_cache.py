@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from purelb.kube import (
     ENDPOINTSLICE_BY_SERVICE,
@@ -109,3 +111,23 @@ def test_store_unknown_index_names_the_known_ones():
 def test_object_key_requires_a_name():
     with pytest.raises(ValueError, match=r"no metadata\.name"):
         object_key({"kind": "Service", "metadata": {}})
+
+
+_names = st.sampled_from(["a", "b", "c", "d", "e", "f"])
+_objs = st.builds(lambda name, rv, uid: obj(name, str(rv), uid=f"u{uid}"),
+                  _names, st.integers(1, 3), st.integers(1, 2))
+
+
+@given(st.lists(_objs, max_size=6), st.lists(_objs, max_size=6))
+def test_diff_snapshot_replays_old_into_new_and_reports_every_vanished_key(old, new):
+    old_s, new_s = snap(*old), snap(*new)
+    changes = diff_snapshot(old_s, new_s)
+    applied = dict(old_s)
+    for kind, o in changes:
+        if kind is D:
+            assert applied.pop(object_key(o)) is o, "a DELETED carries the last known state"
+        else:
+            applied[object_key(o)] = o
+    assert applied == new_s
+    deleted = {object_key(o) for k, o in changes if k is D}
+    assert old_s.keys() - new_s.keys() <= deleted

@@ -275,3 +275,30 @@ async def test_401_after_a_429_still_rereads_the_token(tmp_path, autojump_clock)
     async with client(rec, cfg=cfg) as c:
         await c.get(SERVICES, "web", namespace="a")
     assert len(rec.requests) == 3
+
+
+HTTPX_FAILURES = [httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.ReadError,
+                  httpx.RemoteProtocolError, httpx.WriteError, httpx.PoolTimeout]
+
+
+@pytest.mark.parametrize("exc_type", HTTPX_FAILURES, ids=lambda t: t.__name__)
+async def test_no_httpx_exception_escapes_a_request_or_a_watch(exc_type):
+    def fail(request):
+        raise exc_type("boom", request=request)
+
+    async with client(fail) as c:
+        with pytest.raises(ApiUnavailable):
+            await c.list(SERVICES)
+        with pytest.raises(ApiUnavailable):
+            async with c.watch(SERVICES):
+                pass
+
+    async def chunks():
+        yield b'{"type": "ADDED", "object": {"metadata": {"name": "a"}}}\n'
+        raise exc_type("mid-stream", request=None)
+
+    async with client(Recorder(httpx.Response(200, content=chunks()))) as c, \
+            c.watch(SERVICES) as stream:
+        with pytest.raises(ApiUnavailable, match="mid-stream"):
+            async for _ in stream:
+                pass

@@ -39,6 +39,7 @@ class FakeApi:
         self.lists = 0
         self.watches = 0
         self.forbid = False
+        self.watch_errors: list[tuple[int, dict]] = []
 
     def _record(self, kind: str, obj: dict) -> None:
         self.history.append((self.rv, kind, obj))
@@ -85,6 +86,9 @@ class FakeApi:
                 "kind": "ServiceList", "metadata": {"resourceVersion": str(self.rv)},
                 "items": sorted(self.objects.values(), key=lambda o: o["metadata"]["name"])})
         self.watches += 1
+        if self.watch_errors:
+            code, body = self.watch_errors.pop(0)
+            return httpx.Response(code, json=body)
         since = int(params["resourceVersion"])
         if since < self.oldest - 1:
             line = {"type": "ERROR", "object": {"kind": "Status", "code": 410,
@@ -95,11 +99,15 @@ class FakeApi:
     async def _stream(self, since: int):
         drop = self._drop
         while True:
+            # Take the wake-up event before reading history: a change recorded while we
+            # are suspended in a yield must still wake us (no lost wake-up).
+            changed = self._changed
             pending = [(rv, k, o) for rv, k, o in self.history if rv > since]
             for rv, kind, obj in pending:
                 yield json.dumps({"type": kind, "object": obj}).encode() + b"\n"
                 since = rv
-            changed = self._changed
+            if self._changed is not changed:
+                continue
             async with trio.open_nursery() as n:
                 async def wait(ev, nursery=n):
                     await ev.wait()
@@ -243,3 +251,77 @@ async def test_reflector_drops_a_nameless_event_and_keeps_going(api_client, auto
         await converge(refl, api)
         n.cancel_scope.cancel()
     assert await drain(receive) == [(ChangeKind.ADDED, "after")]
+
+
+async def test_reflector_reconnects_a_watch_that_hangs_past_its_timeout(api_client,
+                                                                       autojump_clock):
+    """Verify that a server that never ends a quiet watch (a dead peer) is left after
+    timeoutSeconds + watch_grace_s and the watch is reopened."""
+    api, client = api_client
+    settings = ReflectorSettings.local()
+    refl = Reflector(client, SERVICES, namespace="a", settings=settings)
+    async with trio.open_nursery() as n:
+        await n.start(refl.run)
+        await trio.sleep(settings.watch_timeout_max_s + settings.watch_grace_s + 0.1)
+        assert refl.statistics().watches == 2  # the fake ignores timeoutSeconds
+        api.put("late")
+        await converge(refl, api)
+        n.cancel_scope.cancel()
+
+
+async def test_resync_never_delivers_a_stale_version_after_a_newer_one(api_client,
+                                                                      autojump_clock):
+    """Verify that per object the versions a slow consumer sees never go backwards, even
+    while resyncs and watch events compete for a full channel."""
+    api, client = api_client
+    for name in ("x", "y"):
+        api.put(name)
+    send, receive = trio.open_memory_channel(1)
+    settings = ReflectorSettings(resync_s=0.1, backoff=ReflectorSettings.local().backoff)
+    refl = Reflector(client, SERVICES, namespace="a", send_channel=send, settings=settings)
+    seen: dict[str, list[int]] = {"x": [], "y": []}
+
+    async def slow_consumer():
+        async for _, obj in receive:
+            seen[obj["metadata"]["name"]].append(int(obj["metadata"]["resourceVersion"]))
+            await trio.sleep(0.02)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(slow_consumer)
+        await n.start(refl.run)
+        for i in range(20):
+            api.put("x" if i % 2 else "y", str(i))
+            await trio.sleep(0.02)
+        await converge(refl, api)
+        await trio.sleep(1)
+        n.cancel_scope.cancel()
+    assert refl.statistics().resyncs > 5
+    for name, versions in seen.items():
+        assert versions == sorted(versions), f"{name} went backwards: {versions}"
+        assert versions[-1] == int(api.objects[name]["metadata"]["resourceVersion"])
+
+
+TOO_LARGE = {"kind": "Status", "code": 504, "reason": "Timeout",
+             "message": "Too large resource version: 99, current: 7",
+             "details": {"causes": [{"reason": "ResourceVersionTooLarge",
+                                     "message": "Too large resource version"}]}}
+BROKEN = {"kind": "Status", "code": 500, "reason": "InternalError", "message": "x"}
+
+
+@pytest.mark.parametrize(("desc", "errors", "lists_after"), [
+    ("a version ahead of the server relists at once", [(504, TOO_LARGE)], 2),
+    ("four failures retry the watch from the same version", [(500, BROKEN)] * 4, 1),
+    ("five failures in a row give up the version and relist", [(500, BROKEN)] * 5, 2),
+], ids=lambda v: v if isinstance(v, str) and " " in v else "")
+async def test_reflector_relists_when_its_version_cannot_be_watched(
+        api_client, autojump_clock, desc, errors, lists_after):
+    api, client = api_client
+    api.put("x")
+    refl = Reflector(client, SERVICES, namespace="a", settings=ReflectorSettings.local())
+    api.watch_errors = list(errors)  # met by the first watches after the initial list
+    async with trio.open_nursery() as n:
+        await n.start(refl.run)
+        await trio.sleep(10)
+        assert api.watch_errors == []
+        assert api.lists == lists_after
+        n.cancel_scope.cancel()
