@@ -122,8 +122,9 @@ class FirstFitWalk:
 
 
 def sha256_election(key: str, nodes: Sequence[str]) -> str:
-    """Reference: sort candidates by sha256(node + "#" + key), take the first."""
-    return min(nodes, key=lambda node: hashlib.sha256(f"{node}#{key}".encode()).digest())
+    """Reference: sort candidates by sha256(node + "#" + key), take the first (as PureLB)."""
+    ranked = sorted(nodes, key=lambda node: hashlib.sha256(f"{node}#{key}".encode()).digest())
+    return ranked[0]
 
 
 # -- measurements --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ __all__ = [
     "IMPLEMENTATION_REASON",
     "MAX_SPACE_SIZE",
     "NATIVE_ABI_VERSION",
+    "PURE_ENV",
     "AddressSpace",
     "NotAllocatedError",
     "OffsetInUse",
@@ -39,6 +40,9 @@ __all__ = [
     "Rendezvous",
     "SpaceFull",
     "describe",
+    "fmix64",
+    "load_native",
+    "pure_forced",
     "stable_hash64",
     "winner",
     "winners",
@@ -73,7 +77,7 @@ def load_native() -> tuple[ModuleType | None, str]:
 def _choose() -> tuple[ModuleType, str, str]:
     from purelb import _fallback
 
-    if os.environ.get(PURE_ENV, "").strip().lower() in _TRUE_WORDS:
+    if pure_forced():
         return _fallback, "fallback", f"{PURE_ENV}={os.environ[PURE_ENV]} forces the fallback"
     native, reason = load_native()
     if native is None:
@@ -81,8 +85,13 @@ def _choose() -> tuple[ModuleType, str, str]:
     return native, "native", reason
 
 
+def pure_forced() -> bool:
+    """Whether the environment asks for the pure-Python fallback."""
+    return os.environ.get(PURE_ENV, "").strip().lower() in _TRUE_WORDS
+
+
 _impl, IMPLEMENTATION, IMPLEMENTATION_REASON = _choose()
-if IMPLEMENTATION == "native" or os.environ.get(PURE_ENV):
+if IMPLEMENTATION == "native" or pure_forced():
     LOGGER.info("purelb hot path: %s (%s)", IMPLEMENTATION, IMPLEMENTATION_REASON)
 else:
     LOGGER.warning(
@@ -93,6 +102,7 @@ else:
 AddressSpace = _impl.AddressSpace
 Rendezvous = _impl.Rendezvous
 stable_hash64 = _impl.stable_hash64
+fmix64 = _impl.fmix64
 winner = _impl.winner
 winners = _impl.winners
 

@@ -12,11 +12,13 @@ Life cycle (the daemon drives it)::
     alloc.reconcile(service) -> Decision      # on every Service add/update (and resync)
     alloc.release(key) -> Decision            # on Service delete
 
-State. Each held address has one record: its group (``None`` when it lies in no pool any
-more), its sharing key, its holders and which holder serves each (protocol, port). A
-reverse index binds (group, sharing key, family) to one address, so sharing never searches.
-Every operation costs O(log pool) or O(ports of the Service); only :meth:`set_config`
-touches more, and then only the addresses of groups whose pools changed.
+State. The address book (``_book``) has one record per held address -- group (``None`` once
+it lies in no pool), sharing key, holders and their (protocol, port)s -- and a (group, key,
+family) index, so sharing never searches. Each group has an address source (``sources``)
+and the address index (``index``) finds a group by address. Every operation costs O(log
+pool) or O(ports of the Service); only :meth:`set_config` touches more, and then only the
+addresses of groups whose pools changed. A per-group waiting list names the Services to
+requeue when something frees.
 
 Rules (see docs/ipam.md for where they differ from PureLB):
 
@@ -39,6 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from purelb.errors import AllocationError, ConfigError
+from purelb.ipam._book import AddressBook, HeldAddress, Refusal, sort_key
+from purelb.ipam._families import families_for, family_order
 from purelb.ipam.decision import (
     RETRY_ON_FREE,
     ConfigResult,
@@ -72,10 +76,7 @@ from purelb.model import (
     validate_service_groups,
 )
 from purelb.model import annotations as ann
-from purelb.model._annotations import ADDRESSES_PATH
 
-#: the (family) order used when a Service states no families at all
-DEFAULT_FAMILY_ORDER = (4, 6)
 #: written on ``spec.externalTrafficPolicy`` -- sharing ignores it (see ConfigurationWarning)
 ETP_LOCAL = "Local"
 
@@ -96,31 +97,6 @@ class AllocatorSettings:
 DEFAULT_SETTINGS = AllocatorSettings()
 
 
-class _Refusal(Exception):
-    """Internal: an allocation step failed for ``failure``; the transaction rolls back."""
-
-    def __init__(self, reason: FailureReason, message: str, group: str | None = None) -> None:
-        super().__init__(message)
-        self.failure = Failure(reason, message)
-        self.group = group
-
-
-class _Address:
-    """One held address (mutable; owned by the allocator)."""
-
-    __slots__ = ("group", "holders", "ip", "key", "ports")
-
-    def __init__(self, ip: IPAddress, group: str | None, key: str) -> None:
-        self.ip = ip
-        self.group = group
-        self.key = key
-        self.holders: dict[ServiceKey, frozenset[ServicePort]] = {}
-        self.ports: dict[ServicePort, ServiceKey] = {}
-
-    def others(self, service: ServiceKey) -> list[ServiceKey]:
-        return [h for h in self.holders if h != service]
-
-
 @dataclass(slots=True)
 class _Plan:
     """What one Service asks for, resolved against the config."""
@@ -138,7 +114,7 @@ class _Plan:
 class _Undo:
     """How to take back one attach inside a failed transaction."""
 
-    address: _Address
+    address: HeldAddress
     service: ServiceKey
     created: bool
 
@@ -149,10 +125,6 @@ def _failure_reason(exc: AllocationError, default: FailureReason) -> FailureReas
         return FailureReason(exc.reason)
     except ValueError:
         return default
-
-
-def _sort_key(ip: IPAddress) -> tuple[int, int]:
-    return (ip.version, int(ip))
 
 
 def _ips(addresses: Iterable[IPAddress]) -> str:
@@ -168,13 +140,8 @@ class Allocator:
         self._rejected: dict[str, RejectedGroup] = {}
         self._sources: dict[str, AddressSource] = {}
         self._index = AddressIndex(())
-        self._addresses: dict[IPAddress, _Address] = {}
-        self._by_group: dict[str | None, set[IPAddress]] = {}
+        self._book = AddressBook()
         self._held: dict[ServiceKey, dict[int, IPAddress]] = {}
-        # (group, sharing key, family) -> addresses under that key. One in steady state; a
-        # config change may merge several into one group (never moved), so the *bound*
-        # address is the lowest: a pure function of the address set, same after a restart.
-        self._bindings: dict[tuple[str | None, str, int], set[IPAddress]] = {}
         self._waiting: dict[ServiceKey, str | None] = {}
         self._waiting_by_group: dict[str | None, set[ServiceKey]] = {}
         self._invalid: set[ServiceKey] = set()
@@ -184,7 +151,7 @@ class Allocator:
     def __repr__(self) -> str:
         return (
             f"<Allocator groups={len(self._groups)} services={len(self._held)} "
-            f"addresses={len(self._addresses)}>"
+            f"addresses={len(self._book)}>"
         )
 
     # ------------------------------------------------------------------ configuration
@@ -223,29 +190,32 @@ class Allocator:
             for name, source in self._sources.items()
             if new_sources.get(name) is not source
         ]
+        unused_offers = [
+            Released(ip, name, PoolType.NETBOX)
+            for name in stale
+            if isinstance(self._sources[name], ExternalSource)
+            for ip in self._sources[name].drain_offers()  # type: ignore[union-attr]
+        ]
         accepted = tuple(new_groups)
         self._groups = new_groups
         self._sources = new_sources
         self._rejected = {r.name: r for r in rejected if r.name not in new_groups}
         self._index = AddressIndex(new_groups.values())
 
-        rehome: list[IPAddress] = []
-        for name in [*stale, None]:
-            rehome.extend(self._by_group.pop(name, ()))
+        rehome = sorted(
+            (ip for name in [*stale, None] for ip in self._book.in_group(name)), key=sort_key
+        )
         orphaned = []
-        for ip in sorted(rehome, key=_sort_key):
-            address = self._addresses[ip]
+        for ip in rehome:
+            address = self._book[ip]
             old_group = address.group
-            self._unbind(address)
             new_group = self._index.group_of(ip)
             if new_group is not None:
                 try:
                     self._sources[new_group].adopt(ip)
                 except AllocationError:  # cannot happen for a free in-pool address: a bug
                     raise AssertionError(f"{ip} in {new_group!r} refused on rehome") from None
-            address.group = new_group
-            self._by_group.setdefault(new_group, set()).add(ip)
-            self._bind(address)
+            self._book.regroup(address, new_group)
             if new_group is None and old_group is not None:
                 orphaned.append(ip)
         self._configured = True
@@ -255,6 +225,7 @@ class Allocator:
             rejected=tuple(rejected),
             orphaned=tuple(orphaned),
             requeue=tuple(ServiceKey(k) for k in requeue),
+            unused_offers=tuple(unused_offers),
         )
 
     @property
@@ -303,7 +274,7 @@ class Allocator:
             for text in svc.ingress:
                 try:
                     self._import_one(key, text, sharing_key, ports)
-                except _Refusal as refusal:
+                except Refusal as refusal:
                     conflicts.append(ImportConflict(key, text, refusal.failure))
                     failed = True
             if failed:
@@ -312,8 +283,8 @@ class Allocator:
                 imported += 1
         return ImportResult(
             services=imported,
-            addresses=len(self._addresses),
-            orphans=tuple(sorted(self._by_group.get(None, ()), key=_sort_key)),
+            addresses=len(self._book),
+            orphans=self._book.in_group(None),
             conflicts=tuple(conflicts),
             requeue=tuple(requeue),
         )
@@ -324,33 +295,31 @@ class Allocator:
         try:
             ip = ipaddress.ip_address(text.strip())
         except ValueError:
-            raise _Refusal(
+            raise Refusal(
                 FailureReason.INVALID_ADDRESS,
                 f"Service {key}: ingress {text!r} is not an IP address",
             ) from None
         held = self._held.get(key, {})
         if ip.version in held:
-            raise _Refusal(
+            raise Refusal(
                 FailureReason.INVALID_ADDRESS,
                 f"Service {key}: ingress has two {family_name(ip.version)} addresses "
                 f"({held[ip.version]} and {ip})",
             )
-        address = self._addresses.get(ip)
-        created = address is None
-        if address is None:
+        address = self._book.get(ip)
+        if address is not None:
+            self._book.check_join(key, address, sharing_key, ports, one_per_key=False)
+        else:
             group = self._index.group_of(ip)
-            address = _Address(ip, group, sharing_key)
-        self._check_join(key, address, sharing_key, ports, one_per_key=False)
-        if created:
-            if address.group is not None:
+            if group is not None:
                 try:
-                    self._sources[address.group].adopt(ip)
+                    self._sources[group].adopt(ip)
                 except AllocationError as exc:
-                    raise _Refusal(
+                    raise Refusal(
                         _failure_reason(exc, FailureReason.INVALID_ADDRESS), f"Service {key}: {exc}"
                     ) from None
-            self._register(address)
-        self._attach(key, address, sharing_key, ports)
+            address = self._book.add(ip, group, sharing_key)
+        self._book.attach(key, address, ports)
         self._held.setdefault(key, {})[ip.version] = ip
 
     # ------------------------------------------------------------------ reconcile
@@ -376,7 +345,7 @@ class Allocator:
         released, touched, events = self._revalidate(svc)
         try:
             plan = self._plan(svc)
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return self._refused(svc, refusal, released, touched, events, None, before)
         return self._apply(svc, plan, released, touched, events, before)
 
@@ -396,17 +365,17 @@ class Allocator:
         touched: set[str | None] = set()
         forced: list[IPAddress] = []
         for _family, ip in sorted(held.items()):
-            address = self._addresses[ip]
+            address = self._book[ip]
             try:
-                self._check_join(key, address, sharing_key, ports)
-            except _Refusal:
+                self._book.check_join(key, address, sharing_key, ports)
+            except Refusal:
                 forced.append(ip)
             else:
-                if self._update_holder(key, address, sharing_key, ports):
+                if self._book.update_holder(key, address, sharing_key, ports):
                     touched.add(address.group)
         for ip in forced:
             del held[ip.version]
-            address = self._addresses[ip]
+            address = self._book[ip]
             touched.add(address.group)
             freed = self._detach(key, address, cancel=False)
             if freed is not None:
@@ -468,9 +437,9 @@ class Allocator:
     def _plan(self, svc: Service) -> _Plan:
         key = svc.key
         annotations = svc.annotations
-        order = self._family_order(svc)
+        order = family_order(svc)
         text = annotations.get(ann.ADDRESSES, "").strip()
-        path = ADDRESSES_PATH
+        path = ann.ADDRESSES_PATH
         warnings: list[Event] = []
         if not text and svc.load_balancer_ip:
             text, path = svc.load_balancer_ip, "spec.loadBalancerIP"
@@ -488,18 +457,18 @@ class Allocator:
         group = self._groups.get(name)
         if group is None:
             if name in self._rejected:
-                raise _Refusal(
+                raise Refusal(
                     FailureReason.INVALID_GROUP,
                     f"Service {key}: ServiceGroup {name!r} is invalid: "
                     f"{self._rejected[name].error}",
                     name,
                 )
-            raise _Refusal(
+            raise Refusal(
                 FailureReason.UNKNOWN_GROUP,
                 f"Service {key}: ServiceGroup {name!r} does not exist",
                 name,
             )
-        families = self._families(svc, group, order)
+        families = families_for(svc, group)
         return _Plan(families, dict.fromkeys(families), name, warnings)
 
     def _plan_specific(
@@ -509,7 +478,7 @@ class Allocator:
         try:
             wanted = parse_addresses(text, path)
         except InvalidField as exc:
-            raise _Refusal(FailureReason.INVALID_ADDRESS, f"Service {key}: {exc}") from None
+            raise Refusal(FailureReason.INVALID_ADDRESS, f"Service {key}: {exc}") from None
         if ann.SERVICE_GROUP in svc.annotations:
             warnings.append(
                 Event(
@@ -521,13 +490,13 @@ class Allocator:
             )
         policy = svc.ip_family_policy or IPFamilyPolicy.SINGLE_STACK
         if policy is IPFamilyPolicy.SINGLE_STACK and len(wanted) > 1:
-            raise _Refusal(
+            raise Refusal(
                 FailureReason.INVALID_ADDRESS,
                 f"Service {key}: {path} {text!r} names two addresses but ipFamilyPolicy is "
                 "SingleStack",
             )
         if policy is IPFamilyPolicy.REQUIRE_DUAL_STACK and len(wanted) < 2:
-            raise _Refusal(
+            raise Refusal(
                 FailureReason.INVALID_ADDRESS,
                 f"Service {key}: {path} {text!r} must name an IPv4 and an IPv6 address for "
                 "ipFamilyPolicy RequireDualStack",
@@ -535,12 +504,12 @@ class Allocator:
         for ip in wanted.values():
             placement = self._index.placement(ip)
             if placement is None:
-                raise _Refusal(
+                raise Refusal(
                     FailureReason.NOT_IN_POOL,
                     f"Service {key}: {ip} ({path}) is in no ServiceGroup pool",
                 )
             if placement.pool_type is not PoolType.LOCAL:
-                raise _Refusal(
+                raise Refusal(
                     FailureReason.INVALID_ADDRESS,
                     f"Service {key}: {ip} ({path}) lies in NetBox ServiceGroup "
                     f"{placement.group!r}, which picks its own addresses",
@@ -552,53 +521,6 @@ class Allocator:
             None,
             warnings,
         )
-
-    @staticmethod
-    def _declared_families(svc: Service) -> list[int]:
-        """``spec.ipFamilies``, else the families of the cluster IPs (may be empty)."""
-        declared = list(dict.fromkeys(svc.ip_families))
-        if not declared:
-            for text in (*svc.cluster_ips, svc.cluster_ip or ""):
-                try:
-                    family = ipaddress.ip_address(text).version
-                except ValueError:
-                    continue
-                if family not in declared:
-                    declared.append(family)
-        return declared
-
-    def _family_order(self, svc: Service) -> list[int]:
-        """The Service's families first, then the rest (IPv4 before IPv6)."""
-        declared = self._declared_families(svc)
-        return declared + [f for f in DEFAULT_FAMILY_ORDER if f not in declared]
-
-    def _families(self, svc: Service, group: ServiceGroup, order: list[int]) -> list[int]:
-        """Families to allocate from ``group`` under the Service's ``ipFamilyPolicy``."""
-        available = group.families
-        policy = svc.ip_family_policy or IPFamilyPolicy.SINGLE_STACK
-        if policy is IPFamilyPolicy.SINGLE_STACK:
-            declared = self._declared_families(svc)
-            # nothing declared (no ipFamilies, no cluster IP): the group's first family
-            family = declared[0] if declared else next(f for f in order if f in available)
-            if family not in available:
-                raise _Refusal(
-                    FailureReason.FAMILY_UNAVAILABLE,
-                    f"Service {svc.key}: ServiceGroup {group.name!r} has no "
-                    f"{family_name(family)} pool",
-                    group.name,
-                )
-            return [family]
-        if policy is IPFamilyPolicy.REQUIRE_DUAL_STACK:
-            missing = [f for f in order if f not in available]
-            if missing:
-                raise _Refusal(
-                    FailureReason.FAMILY_UNAVAILABLE,
-                    f"Service {svc.key}: RequireDualStack but ServiceGroup {group.name!r} has no "
-                    f"{family_name(missing[0])} pool",
-                    group.name,
-                )
-            return order
-        return [f for f in order if f in available]
 
     def _apply(
         self,
@@ -618,7 +540,7 @@ class Allocator:
         dropped = [ip for family, ip in sorted(held.items()) if family not in plan.wanted]
         for ip in dropped:
             del held[ip.version]
-            address = self._addresses[ip]
+            address = self._book[ip]
             touched.add(address.group)
             freed = self._detach(key, address, cancel=False)
             if freed is not None:
@@ -650,7 +572,7 @@ class Allocator:
                     )
                 else:
                     new[family] = self._attach_specific(key, target, sharing_key, ports, undo)
-        except _Refusal as refusal:
+        except Refusal as refusal:
             self._rollback(undo)
             return self._refused(svc, refusal, released, touched, events, plan, before)
         except ExternalNeeded as need:
@@ -663,7 +585,7 @@ class Allocator:
             old = held.get(family)
             if old is not None:
                 moved.append(old)
-                address = self._addresses[old]
+                address = self._book[old]
                 touched.add(address.group)
                 freed = self._detach(key, address, cancel=False)
                 if freed is not None:
@@ -673,7 +595,7 @@ class Allocator:
             del self._held[key]
         if new:
             events.extend(plan.warnings)
-            groups = sorted({str(self._addresses[ip].group) for ip in new.values()})
+            groups = sorted({str(self._book[ip].group) for ip in new.values()})
             events.append(
                 Event(
                     EventType.NORMAL,
@@ -707,11 +629,12 @@ class Allocator:
         undo: list[_Undo],
     ) -> IPAddress:
         if sharing_key:
-            bound = self._bound(group, sharing_key, family)
+            bound = self._book.bound(group, sharing_key, family)
             if bound is not None:
-                address = self._addresses[bound]
-                self._check_join(key, address, sharing_key, ports)
-                undo.append(self._attach(key, address, sharing_key, ports))
+                address = self._book[bound]
+                self._book.check_join(key, address, sharing_key, ports)
+                self._book.attach(key, address, ports)
+                undo.append(_Undo(address, key, created=False))
                 return bound
         source = self._sources[group]
         try:
@@ -720,17 +643,15 @@ class Allocator:
         except ExternalNeeded:
             raise
         except AllocationError as exc:
-            raise _Refusal(
+            raise Refusal(
                 FailureReason.EXHAUSTED,
                 f"Service {key}: ServiceGroup {group!r} has no free {family_name(family)} "
                 f"address ({exc})",
                 group,
             ) from None
-        address = _Address(ip, group, sharing_key)
-        self._register(address)
-        record = self._attach(key, address, sharing_key, ports)
-        record.created = True
-        undo.append(record)
+        address = self._book.add(ip, group, sharing_key)
+        self._book.attach(key, address, ports)
+        undo.append(_Undo(address, key, created=True))
         return ip
 
     def _attach_specific(
@@ -741,170 +662,38 @@ class Allocator:
         ports: frozenset[ServicePort],
         undo: list[_Undo],
     ) -> IPAddress:
-        address = self._addresses.get(ip)
+        address = self._book.get(ip)
         if address is not None:
-            self._check_join(key, address, sharing_key, ports)
-            undo.append(self._attach(key, address, sharing_key, ports))
+            self._book.check_join(key, address, sharing_key, ports)
+            self._book.attach(key, address, ports)
+            undo.append(_Undo(address, key, created=False))
             return ip
         group = self._index.group_of(ip)
-        address = _Address(ip, group, sharing_key)
-        self._check_join(key, address, sharing_key, ports)
         assert group is not None, "planned addresses lie in a pool (this is a bug)"
+        # a free address: only the one-address-per-key rule can refuse it
+        self._book.check_join(key, HeldAddress(ip, group, sharing_key), sharing_key, ports)
         try:
             self._sources[group].take(ip)
         except AllocationError as exc:
-            raise _Refusal(
+            raise Refusal(
                 _failure_reason(exc, FailureReason.INVALID_ADDRESS),
                 f"Service {key}: {ip} in ServiceGroup {group!r}: {exc}",
                 group,
             ) from None
-        self._register(address)
-        record = self._attach(key, address, sharing_key, ports)
-        record.created = True
-        undo.append(record)
+        address = self._book.add(ip, group, sharing_key)
+        self._book.attach(key, address, ports)
+        undo.append(_Undo(address, key, created=True))
         return ip
 
-    def _check_join(
-        self,
-        key: ServiceKey,
-        address: _Address,
-        sharing_key: str,
-        ports: frozenset[ServicePort],
-        *,
-        one_per_key: bool = True,
-    ) -> None:
-        """Raise unless ``key`` may hold ``address`` beside its other holders.
+    def _detach(self, key: ServiceKey, address: HeldAddress, *, cancel: bool) -> Released | None:
+        """Remove ``key`` as a holder; give the address back when nobody holds it.
 
-        ``one_per_key``: also refuse when the key already has another address of the family
-        in the group (off for import, which reproduces whatever state was written).
+        ``cancel``: undoing a take inside a failed reconcile (an external address goes
+        back on offer instead of back to NetBox).
         """
-        ip, group = address.ip, address.group
-        others = address.others(key)
-        if others:
-            holder = min(others)
-            if not sharing_key or not address.key:
-                raise _Refusal(
-                    FailureReason.ADDRESS_IN_USE,
-                    f"Service {key}: {ip} is held by Service {holder}"
-                    + (
-                        " without a sharing key"
-                        if not address.key
-                        else f" (sharing key {address.key!r}; this Service has none)"
-                    ),
-                    group,
-                )
-            if sharing_key != address.key:
-                raise _Refusal(
-                    FailureReason.SHARING_KEY_CONFLICT,
-                    f"Service {key}: {ip} is shared under key {address.key!r}, not "
-                    f"{sharing_key!r} (held by {holder})",
-                    group,
-                )
-            clashes = sorted(
-                p for p in ports if address.ports.get(p, key) != key
-            )
-            if clashes:
-                p = clashes[0]
-                raise _Refusal(
-                    FailureReason.PORT_CONFLICT,
-                    f"Service {key}: port {p.protocol}/{p.port} on {ip} (key {sharing_key!r}) "
-                    f"is already used by Service {address.ports[p]}",
-                    group,
-                )
-        if sharing_key and one_per_key:
-            members = self._bindings.get((group, sharing_key, ip.version), ())
-            others = [b for b in members if b != ip and self._addresses[b].others(key)]
-            if others and ip not in members:
-                bound = min(others, key=_sort_key)
-                raise _Refusal(
-                    FailureReason.SHARING_KEY_CONFLICT,
-                    f"Service {key}: sharing key {sharing_key!r} is bound to {bound} in "
-                    f"ServiceGroup {group!r}, not {ip}",
-                    group,
-                )
-
-    def _register(self, address: _Address) -> None:
-        self._addresses[address.ip] = address
-        self._by_group.setdefault(address.group, set()).add(address.ip)
-        self._bind(address)
-
-    def _bind(self, address: _Address) -> None:
-        if address.key:
-            slot = (address.group, address.key, address.ip.version)
-            self._bindings.setdefault(slot, set()).add(address.ip)
-
-    def _unbind(self, address: _Address) -> None:
-        if address.key:
-            slot = (address.group, address.key, address.ip.version)
-            members = self._bindings.get(slot)
-            if members is not None:
-                members.discard(address.ip)
-                if not members:
-                    del self._bindings[slot]
-
-    def _bound(self, group: str | None, sharing_key: str, family: int) -> IPAddress | None:
-        """The address a key is bound to in a group (the lowest if a merge left several)."""
-        members = self._bindings.get((group, sharing_key, family))
-        return min(members, key=_sort_key) if members else None
-
-    def _attach(
-        self,
-        key: ServiceKey,
-        address: _Address,
-        sharing_key: str,
-        ports: frozenset[ServicePort],
-    ) -> _Undo:
-        """Add ``key`` as a holder (checks already done); returns how to undo it."""
-        assert not address.holders or address.key == sharing_key, "checked by _check_join"
-        address.holders[key] = ports
-        for port in ports:
-            address.ports[port] = key
-        return _Undo(address, key, False)
-
-    def _update_holder(
-        self,
-        key: ServiceKey,
-        address: _Address,
-        sharing_key: str,
-        ports: frozenset[ServicePort],
-    ) -> bool:
-        """Apply a kept holder's new ports / key (already checked legal).
-
-        Returns whether something became free (a port, or the old key's binding), which is
-        when Services waiting on this group may now succeed.
-        """
-        old_ports = address.holders[key]
-        freed = bool(old_ports - ports)
-        for port in old_ports - ports:
-            if address.ports.get(port) == key:
-                del address.ports[port]
-        for port in ports:
-            address.ports[port] = key
-        address.holders[key] = ports
-        if sharing_key != address.key:
-            # legal only for a sole holder: re-key the address and its binding
-            freed = freed or bool(address.key)
-            self._unbind(address)
-            address.key = sharing_key
-            self._bind(address)
-        return freed
-
-    def _detach(self, key: ServiceKey, address: _Address, *, cancel: bool) -> Released | None:
-        """Remove ``key`` as a holder; free the address when nobody holds it."""
-        ports = address.holders.pop(key)
-        for port in ports:
-            if address.ports.get(port) == key:
-                del address.ports[port]
-        if address.holders:
+        if not self._book.detach(key, address):
             return None
         ip, group = address.ip, address.group
-        del self._addresses[ip]
-        members = self._by_group.get(group)
-        if members is not None:
-            members.discard(ip)
-            if not members:
-                del self._by_group[group]
-        self._unbind(address)
         if group is None:
             return Released(ip, None, None)
         source = self._sources[group]
@@ -919,16 +708,13 @@ class Allocator:
             if record.created:
                 self._detach(record.service, record.address, cancel=True)
             else:
-                ports = record.address.holders.pop(record.service)
-                for port in ports:
-                    if record.address.ports.get(port) == record.service:
-                        del record.address.ports[port]
+                self._book.detach(record.service, record.address)
 
     def _release_all(self, key: ServiceKey) -> tuple[list[Released], set[str | None]]:
         released: list[Released] = []
         touched: set[str | None] = set()
         for _family, ip in sorted(self._held.pop(key, {}).items()):
-            address = self._addresses[ip]
+            address = self._book[ip]
             touched.add(address.group)
             freed = self._detach(key, address, cancel=False)
             if freed is not None:
@@ -940,7 +726,7 @@ class Allocator:
     def _refused(
         self,
         svc: Service,
-        refusal: _Refusal,
+        refusal: Refusal,
         released: list[Released],
         touched: set[str | None],
         events: list[Event] | None = None,
@@ -1009,8 +795,7 @@ class Allocator:
         """Compare the Service as observed with our state; keep only the differences."""
         key = svc.key
         held = self._held.get(key, {})
-        order = self._family_order(svc)
-        ips = [held[f] for f in order if f in held]
+        ips = [held[f] for f in family_order(svc) if f in held]
         desired_ingress = tuple(str(ip) for ip in ips)
         observed: list[str] = []
         for text in svc.ingress:
@@ -1023,7 +808,7 @@ class Allocator:
         to_remove: list[str] = []
         current = svc.annotations
         if ips:
-            groups = [g for g in dict.fromkeys(self._addresses[ip].group for ip in ips) if g]
+            groups = [g for g in dict.fromkeys(self._book[ip].group for ip in ips) if g]
             wanted = {ann.ALLOCATED_BY: ann.BRAND}
             if groups:
                 wanted[ann.ALLOCATED_FROM] = ", ".join(groups)
@@ -1100,17 +885,17 @@ class Allocator:
 
     def holders(self, address: IPAddress) -> frozenset[ServiceKey]:
         """Services holding ``address``."""
-        record = self._addresses.get(address)
+        record = self._book.get(address)
         return frozenset(record.holders) if record is not None else frozenset()
 
     def ports_of(self, key: ServiceKey, address: IPAddress) -> frozenset[ServicePort]:
         """The (protocol, port)s ``key`` serves on ``address`` (empty if it holds none)."""
-        record = self._addresses.get(address)
+        record = self._book.get(address)
         return record.holders.get(key, frozenset()) if record is not None else frozenset()
 
     def orphans(self) -> tuple[IPAddress, ...]:
         """Held addresses that lie in no pool of the current config."""
-        return tuple(sorted(self._by_group.get(None, ()), key=_sort_key))
+        return self._book.in_group(None)
 
     def waiting(self) -> tuple[ServiceKey, ...]:
         """Services that failed and will be requeued when an address frees."""
@@ -1135,7 +920,7 @@ class Allocator:
         rows = []
         for key, held in self._held.items():
             for family, ip in held.items():
-                address = self._addresses[ip]
+                address = self._book[ip]
                 rows.append((key, family, str(ip), address.group, address.key))
         return tuple(sorted(rows))
 

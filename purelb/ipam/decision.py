@@ -149,6 +149,9 @@ class ConfigResult:
     """Held addresses that now lie in no pool: they stay on their Services (never revoked)."""
     requeue: tuple[ServiceKey, ...]
     """Services that failed before and may succeed under the new config."""
+    unused_offers: tuple[Released, ...] = ()
+    """Addresses the daemon reserved in NetBox for a group that was changed or removed
+    before they were handed out: return them to NetBox."""
 
 
 @dataclass(frozen=True, slots=True)

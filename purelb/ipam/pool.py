@@ -338,9 +338,14 @@ class Pool:
             indexes = tuple(sorted(indexes, key=lambda i: self._spaces[i].count))
         skip_buggy = avoid_buggy and family == 4
         for index in indexes:
-            offset = self._lowest_free(index, skip_buggy)
+            space = self._spaces[index]
+            if not skip_buggy:
+                if space.count < space.capacity:
+                    return self._ranges[index].first + space.allocate_lowest()  # cached, O(1)
+                continue
+            offset = self._lowest_not_buggy(index)
             if offset is not None:
-                self._spaces[index].allocate(offset)
+                space.allocate(offset)
                 return self._ranges[index].first + offset
         detail = " (avoiding .0/.255)" if skip_buggy else ""
         raise PoolExhausted(
@@ -348,13 +353,14 @@ class Pool:
             f"{self.in_use(family)} of {self.size(family)} in use"
         )
 
-    def _lowest_free(self, index: int, skip_buggy: bool) -> int | None:
+    def _lowest_not_buggy(self, index: int) -> int | None:
+        """Lowest free offset whose IPv4 address does not end in .0 or .255."""
         space = self._spaces[index]
         base = int(self._ranges[index].first)
         start = 0
         while True:
             offset = space.lowest_free(start)
-            if offset is None or not skip_buggy:
+            if offset is None:
                 return offset
             last_octet = (base + offset) & 0xFF
             if last_octet == _BUGGY_LOW:

@@ -120,6 +120,12 @@ class ExternalSource:
     def offered(self, family: int) -> int:
         return len(self._offered[family])
 
+    def drain_offers(self) -> list[IPAddress]:
+        """Take back every unused offer (the group is being replaced), lowest first."""
+        out = sorted(self._offered[4]) + sorted(self._offered[6])
+        self._offered = {4: set(), 6: set()}
+        return out
+
     def take_lowest(self, family: int, *, balance: bool) -> IPAddress:
         # offers are few (one per pending Service), so min() over them is cheap
         if not self._offered[family]:

@@ -16,7 +16,7 @@ import pytest
 from purelb import _fallback, fast
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PURE_ONLY = os.environ.get(fast.PURE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+PURE_ONLY = fast.pure_forced()
 
 NATIVE, NATIVE_REASON = fast.load_native()
 

@@ -339,3 +339,9 @@ def test_native_and_fallback_expose_the_same_api():
 
 def test_describe_names_implementation_and_reason():
     assert fast.describe() == f"{fast.IMPLEMENTATION} ({fast.IMPLEMENTATION_REASON})"
+
+
+def test_fast_all_lists_every_public_name_once():
+    assert len(fast.__all__) == len(set(fast.__all__))
+    for name in fast.__all__:
+        assert hasattr(fast, name), name

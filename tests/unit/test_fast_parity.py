@@ -69,6 +69,24 @@ def make_machine(impl: ModuleType) -> type[RuleBasedStateMachine]:
                 assert self.space.allocate_lowest() == expected
                 self.used.add(expected)
 
+        @rule(count=st.integers(1, 5000))
+        def allocate_lowest_run(self, count: int) -> None:
+            """Long runs cross leaves (4096) and fill them: the lowest-free cache's path."""
+            expected = []
+            offset = 0
+            while len(expected) < count and offset < self.size:
+                if offset not in self.used:
+                    expected.append(offset)
+                offset += 1
+            got = []
+            for _ in range(len(expected)):
+                got.append(self.space.allocate_lowest())
+            assert got == expected
+            self.used.update(got)
+            if len(expected) < count:
+                with pytest.raises(fast.SpaceFull):
+                    self.space.allocate_lowest()
+
         @rule(raw=RAW_OFFSETS)
         def allocate(self, raw: int) -> None:
             offset = _fit(raw, self.size)
@@ -173,3 +191,23 @@ def _pair_reason() -> str | None:
 @given(texts=st.lists(st.text(max_size=40), max_size=30))
 def test_native_and_fallback_hash_identically(texts):
     assert [NATIVE.stable_hash64(t) for t in texts] == [_fallback.stable_hash64(t) for t in texts]
+
+
+@pytest.mark.parametrize("impl", impl_params())
+@settings(max_examples=100, deadline=None)
+@given(
+    nodes=st.lists(NAMES, min_size=1, max_size=10, unique=True),
+    keys=st.lists(NAMES, min_size=1, max_size=30),
+    data=st.data(),
+)
+def test_membership_change_moves_only_the_changed_nodes_keys(impl, nodes, keys, data):
+    """Verify that removing a node moves only its keys, and adding one takes only keys."""
+    before = impl.winners(keys, nodes)
+    gone = data.draw(st.sampled_from(nodes))
+    after = impl.winners(keys, [n for n in nodes if n != gone])
+    for old, new in zip(before, after, strict=True):
+        assert old in (new, gone)
+    newcomer = data.draw(NAMES.filter(lambda n: n not in nodes))
+    grown = impl.winners(keys, [*nodes, newcomer])
+    for old, new in zip(before, grown, strict=True):
+        assert old == new or new == newcomer

@@ -296,6 +296,31 @@ SCENARIOS: list[Scenario] = [
         ],
     ),
     Scenario(
+        "balancePools fills a range freed by a release first",
+        [BALANCED],
+        [
+            R(svc("a"), holds=("10.0.0.8",)),
+            R(svc("b"), holds=("10.0.1.0",)),
+            R(svc("c"), holds=("10.0.0.9",)),
+            D("ns/a", released=("10.0.0.8",)),
+            D("ns/c", released=("10.0.0.9",)),
+            R(svc("d"), holds=("10.0.0.8",)),
+        ],
+    ),
+    Scenario(
+        "balancePools balances each family on its own",
+        [sg("default", v4=[pool("10.0.0.8/31", "10.0.0.0/24"), pool("10.0.1.0/31", "10.0.1.0/24")],
+            v6=[pool("fd00::/127", "fd00::/64"), pool("fd00::1:0/127", "fd00::/64")],
+            balancePools=True)],
+        [
+            R(svc("a", families=("IPv4", "IPv6"), policy="RequireDualStack"),
+              holds=("10.0.0.8", "fd00::")),
+            R(svc("b", families=("IPv4", "IPv6"), policy="RequireDualStack"),
+              holds=("10.0.1.0", "fd00::1:0")),
+            R(svc("c", families=("IPv6",)), holds=("fd00::1",)),
+        ],
+    ),
+    Scenario(
         "[ours] avoidBuggyIPs skips IPv4 addresses ending in .255 and .0",
         [BUGGY],
         [R(svc("a"), holds=("10.0.0.254",)), R(svc("b"), holds=("10.0.1.1",)),
@@ -350,6 +375,22 @@ SCENARIOS: list[Scenario] = [
         "[ours] PreferDualStack takes what an IPv4-only group has",
         [G4],
         [R(svc("a", families=("IPv4", "IPv6"), policy="PreferDualStack"), holds=("10.0.0.0",))],
+    ),
+    Scenario(
+        "[ours] PreferDualStack in a single-stack cluster (ipFamilies: [IPv4]) takes IPv4 only",
+        [G46],
+        [R(svc("a", families=("IPv4",), policy="PreferDualStack"), holds=("10.0.0.0",))],
+    ),
+    Scenario(
+        "[ours] PreferDualStack with no declared families takes every family of the group",
+        [G46],
+        [R(svc("a", policy="PreferDualStack"), holds=("10.0.0.0", "fd00::"))],
+    ),
+    Scenario(
+        "PreferDualStack for IPv4 against an IPv6-only group is family_unavailable",
+        [G6],
+        [R(svc("a", families=("IPv4",), policy="PreferDualStack"), outcome=Outcome.INVALID,
+           reason="family_unavailable")],
     ),
     Scenario(
         "ingress lists addresses in the Service's ipFamilies order",
@@ -659,6 +700,25 @@ SCENARIOS: list[Scenario] = [
             D("ns/a", released=()),
             D("ns/b", released=("10.0.0.0",)),
             R(svc("c"), holds=("10.0.0.0",)),
+        ],
+    ),
+    Scenario(
+        "a key's binding goes with its last address: the key then binds anew",
+        [G4],
+        [
+            R(svc("x"), holds=("10.0.0.0",)),
+            R(svc("a", key="k"), holds=("10.0.0.1",)),
+            D("ns/x", released=("10.0.0.0",)),
+            D("ns/a", released=("10.0.0.1",)),
+            R(svc("b", key="k", ports=("TCP/443",)), holds=("10.0.0.0",)),
+        ],
+    ),
+    Scenario(
+        "Services in different namespaces share under one key",
+        [G4],
+        [
+            R(svc("a", ns="one", key="k", ports=("TCP/80",)), holds=("10.0.0.0",)),
+            R(svc("a", ns="two", key="k", ports=("TCP/443",)), holds=("10.0.0.0",)),
         ],
     ),
     Scenario(
