@@ -7,6 +7,7 @@ Tasks (children of one nursery, each under :func:`supervise`)::
     endpointslices Reflector(EndpointSlices, all, by service)   -> poke
     servicegroups  Reflector(ServiceGroups, install namespace)  -> poke
     lbnodeagents   Reflector(LBNodeAgents, install namespace)   -> poke
+    secrets        Reflector(the gossip key Secret only)         -> poke (keys rotate live)
     core           owns the NetlinkWriter, the Announcer and the gossip Member:
                      membership events -> poke
                      loop: wait for a poke or ``resync_s`` -> discover interfaces ->
@@ -221,13 +222,15 @@ class AgentDaemon:
             self.metrics_port = await nursery.start(partial(
                 supervise, "metrics", serve_health_and_metrics, s.metrics_host, s.metrics_port,
                 self.health, self.metrics.registry, backoff=s.task_backoff))
-            for resource, namespace, indexers in (
-                    (SERVICES, None, None),
-                    (ENDPOINT_SLICES, None, ENDPOINTSLICE_BY_SERVICE),
-                    (SERVICE_GROUPS, s.namespace, None),
-                    (LB_NODE_AGENTS, s.namespace, None)):
+            for resource, namespace, indexers, fields in (
+                    (SERVICES, None, None, None),
+                    (ENDPOINT_SLICES, None, ENDPOINTSLICE_BY_SERVICE, None),
+                    (SERVICE_GROUPS, s.namespace, None, None),
+                    (LB_NODE_AGENTS, s.namespace, None, None),
+                    # only the key Secret: a rotation is installed without a restart
+                    (SECRETS, s.namespace, None, {"metadata.name": s.key_secret})):
                 await nursery.start(partial(supervise, resource.plural, self._watch, resource,
-                                            namespace, indexers, backoff=s.task_backoff))
+                                            namespace, indexers, fields, backoff=s.task_backoff))
             self.health.set(SYNCED, True)
             nursery.start_soon(partial(supervise, "reporter", self._reporter,
                                        backoff=s.task_backoff))
@@ -237,11 +240,12 @@ class AgentDaemon:
     # ------------------------------------------------------------------ watches
 
     async def _watch(self, resource: Resource, namespace: str | None,
-                     indexers: Mapping[str, Any] | None, *,
+                     indexers: Mapping[str, Any] | None, fields: Mapping[str, str] | None, *,
                      task_status: trio.TaskStatus[Reflector] = trio.TASK_STATUS_IGNORED) -> None:
         send, receive = trio.open_memory_channel[Change](self.settings.change_buffer)
         reflector = Reflector(self._client, resource, namespace=namespace, indexers=indexers,
-                              send_channel=send, settings=self.settings.reflector)
+                              field_selector=fields, send_channel=send,
+                              settings=self.settings.reflector)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._consume, receive)
             await nursery.start(reflector.run)
@@ -270,20 +274,38 @@ class AgentDaemon:
 
     # ------------------------------------------------------------------ core (netlink owner)
 
-    async def _keyring(self) -> Keyring:
+    def _keyring(self) -> tuple[str, Keyring]:
+        """(resourceVersion, keyring) of the key Secret, from the cache."""
         s = self.settings
-        secret = await self._client.get(SECRETS, s.key_secret, namespace=s.namespace)
+        secret = self._reflectors["secrets"].get(s.namespace, s.key_secret)
+        if secret is None:
+            raise ConfigError(f"Secret {s.namespace}/{s.key_secret} with the gossip keys does "
+                              "not exist; create it (see deploy/)", path="key-secret",
+                              value=s.key_secret)
         data = secret.get("data") or {}
         if not isinstance(data, dict) or not data:
             raise ConfigError(f"Secret {s.namespace}/{s.key_secret} has no data: put the gossip "
                               "keys there", path="key-secret", value=s.key_secret)
-        return parse_secret_data(data)
+        version = str((secret.get("metadata") or {}).get("resourceVersion", ""))
+        return version, parse_secret_data(data)
+
+    def _rotate_keys(self, member: Member, installed: str) -> str:
+        """Install a changed keyring; a bad one is logged and the old keys stay."""
+        try:
+            version, keyring = self._keyring()
+        except ConfigError as exc:
+            LOGGER.warning("event=gossip_keyring_rejected error=%s; keeping the current keys",
+                           exc)
+            return installed
+        if version != installed:
+            member.set_keyring(keyring)
+        return version
 
     async def _core(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
         s = self.settings
         config, settings = self._config()
-        keyring = await self._keyring()
+        key_version, keyring = self._keyring()
         async with await NetlinkWriter.open(s.netns, settings) as writer, \
                 await Announcer.open(s.netns) as announcer:
             vif = await writer.ensure_virtual_interface()
@@ -304,7 +326,8 @@ class AgentDaemon:
                 self.health.set(NETLINK, True)
                 task_status.started()
                 try:
-                    await self._loop(writer, announcer, member, vif, nets, nursery)
+                    await self._loop(writer, announcer, member, vif, nets, key_version,
+                                     nursery)
                 finally:
                     self.health.set(NETLINK, False)
                     with trio.move_on_after(s.shutdown_grace_s, shield=True) as scope:
@@ -333,12 +356,14 @@ class AgentDaemon:
         return trio.current_time() - started >= self.settings.join_wait_s
 
     async def _loop(self, writer: NetlinkWriter, announcer: Announcer, member: Member,
-                    vif: LinkInfo, nets: tuple[IPNetwork, ...], nursery: trio.Nursery) -> None:
+                    vif: LinkInfo, nets: tuple[IPNetwork, ...], key_version: str,
+                    nursery: trio.Nursery) -> None:
         s = self.settings
         started = trio.current_time()
         ready = False
         while True:
             self._dirty = trio.Event()
+            key_version = self._rotate_keys(member, key_version)
             config, settings = self._config()
             if not ready and self._joined(member, started):
                 ready = True
