@@ -491,14 +491,17 @@ protocol bgp tor6 from tor {{ neighbor {self.v6(1)} as {ROUTER_AS};
     # ------------------------------------------------------------------ Services
 
     def create_service(self, name: str, *, group: str, etp: str = "Cluster",
-                       families: tuple[str, ...] = ("IPv4", "IPv6")) -> None:
+                       families: tuple[str, ...] = ("IPv4", "IPv6"),
+                       annotations: dict[str, str] | None = None,
+                       port: tuple[int, str] = (ECHO_PORT, "UDP")) -> None:
         assert self.api is not None
         self.api.create("/api/v1/namespaces/default/services", {
-            "metadata": {"name": name, "annotations": {"purelb.io/service-group": group}},
+            "metadata": {"name": name, "annotations": {"purelb.io/service-group": group,
+                                                       **(annotations or {})}},
             "spec": {"type": "LoadBalancer", "externalTrafficPolicy": etp,
                      "ipFamilyPolicy": "RequireDualStack" if len(families) == 2
                      else "SingleStack", "ipFamilies": list(families),
-                     "ports": [{"port": ECHO_PORT, "protocol": "UDP"}]}})
+                     "ports": [{"port": port[0], "protocol": port[1]}]}})
 
     def ingress(self, name: str, *, timeout_s: float = 10.0) -> list[str]:
         assert self.api is not None

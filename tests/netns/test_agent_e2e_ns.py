@@ -130,6 +130,23 @@ def test_graceful_stop_hands_over_at_once(lab: AgentLab, family):
     one_holder(lab, address)
 
 
+def test_a_shared_local_address_is_held_by_one_node_for_both_services(lab: AgentLab):
+    share = {"purelb.io/allow-shared-ip": "team-a"}
+    lab.create_service("share-a", group="lan", families=("IPv4",), annotations=share)
+    (address,) = lab.ingress("share-a")
+    lab.create_service("share-b", group="lan", families=("IPv4",), port=(8080, "TCP"),
+                       annotations={**share, "purelb.io/addresses": address})
+    assert lab.ingress("share-b") == [address]
+    node = one_holder(lab, address)
+    want = f"node{node},eth0,{address}"
+    for name in ("share-a", "share-b"):
+        wait_until(lambda n=name: annotations(lab, n).get("purelb.io/announcing-IPv4") == want,
+                   CONVERGE_S, f"{name} annotated by node{node}")
+    for name in ("share-a", "share-b"):
+        lab.delete_service(name)
+    wait_until(lambda: lab.holders(address) == [], CONVERGE_S, "shared address withdrawn")
+
+
 def test_virtual_addresses_sit_on_kube_lb0_of_every_node(lab: AgentLab):
     lab.create_service("virt1", group="virt")
     for address in lab.ingress("virt1"):
