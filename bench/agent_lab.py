@@ -14,9 +14,10 @@ Used by tests/netns/test_agent_e2e_ns.py and ``purelb bench agent --e2e``. Topol
 LAN 172.31.L.0/24 (L chosen free in the root namespace, default 255) and fd00:db8:ff::/64;
 virtual pools 172.31.254.0/24 and fd00:db8:fe::/64 exist only inside the namespaces.
 Logs and state files live in a temporary directory, removed at the end unless
-``PURELB_LAB_KEEP=1``. Every process is started with PR_SET_PDEATHSIG and in its own session; ``close`` kills
-them by process group, then every pid left in each namespace, then deletes the namespaces
-(in that order: ``ip netns del`` with a live process leaves the namespace alive).
+``PURELB_LAB_KEEP=1``. Every process is started with PR_SET_PDEATHSIG and in its own
+session; ``close`` kills them by process group, then every pid left in each namespace,
+then deletes the namespaces (in that order: ``ip netns del`` with a live process leaves
+the namespace alive).
 """
 
 from __future__ import annotations
