@@ -73,9 +73,13 @@ def annotations(lab: AgentLab, name: str) -> dict[str, str]:
 
 
 def test_hand_added_addresses_are_recorded_before_the_agents_act(lab: AgentLab):
-    """Set up the 'person added this by hand' addresses checked at the end of the module."""
-    ip("addr", "add", "172.31.254.250/32", "dev", "kube-lb0", ns=lab.node_ns(1))
-    ip("addr", "add", f"{lab.v4(240)}/24", "dev", "eth0", ns=lab.node_ns(1))
+    """Set up the 'person added this by hand' addresses checked at the end of the module.
+
+    Every node gets them, so they live through hard kills, graceful stops (which withdraw
+    the agent's own addresses) and restarts (which sweep what a previous run left)."""
+    for k in (1, 2, 3):
+        ip("addr", "add", "172.31.254.250/32", "dev", "kube-lb0", ns=lab.node_ns(k))
+        ip("addr", "add", f"{lab.v4(240 + k)}/24", "dev", "eth0", ns=lab.node_ns(k))
 
 
 def test_local_v4_and_v6_sit_on_exactly_one_node_and_the_client_reaches_them(lab: AgentLab):
@@ -196,8 +200,9 @@ def test_deleting_the_service_withdraws_addresses_and_routes(lab: AgentLab):
 
 
 def test_hand_added_addresses_survive_reconciles_and_graceful_stops(lab: AgentLab):
-    assert "172.31.254.250" in lab.addresses(1, "kube-lb0")
-    assert lab.v4(240) in lab.addresses(1, "eth0")
+    for k in (1, 2, 3):
+        assert "172.31.254.250" in lab.addresses(k, "kube-lb0")
+        assert lab.v4(240 + k) in lab.addresses(k, "eth0")
 
 
 def scrape(lab: AgentLab, k: int) -> str:
