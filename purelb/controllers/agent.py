@@ -320,7 +320,7 @@ class AgentDaemon:
                 meta=MemberMeta(subnets=nets, ready=False), timings=s.gossip_timings)
             async with trio.open_nursery() as nursery:
                 member: Member = await nursery.start(partial(
-                    serve_member, member_cfg, registry=self.metrics.registry))
+                    serve_member, member_cfg, registry=self.metrics.gossip_registry()))
                 self._member = member
                 nursery.start_soon(self._follow_membership, member)
                 self.health.set(NETLINK, True)
@@ -330,6 +330,8 @@ class AgentDaemon:
                                      nursery)
                 finally:
                     self.health.set(NETLINK, False)
+                    # a restarted core starts from nothing: re-announce, re-report
+                    self._local = self._virtual = frozenset()
                     with trio.move_on_after(s.shutdown_grace_s, shield=True) as scope:
                         result = await writer.remove_owned()
                         LOGGER.info("event=addresses_withdrawn count=%d",
