@@ -40,6 +40,7 @@ from purelb.controllers.allocator_reconcile import (
     QueueKey,
     Reconciler,
     ReconcileResult,
+    slim_service,
 )
 from purelb.controllers.allocator_writer import KubeWriter, NotLeader
 from purelb.controllers.leadership import Elector, LeaseTimings, run_election
@@ -360,7 +361,8 @@ class AllocatorDaemon:
         """One reflector run with its consumer; ready once it has listed."""
         send, receive = trio.open_memory_channel[Change](self.settings.change_buffer)
         reflector = Reflector(self._client, resource, namespace=namespace, send_channel=send,
-                              settings=self.settings.reflector)
+                              settings=self.settings.reflector,
+                              transform=slim_service if resource is SERVICES else None)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._consume, receive, on_change)
             await nursery.start(reflector.run)
