@@ -202,7 +202,7 @@ class AllocatorDaemon:
         return self._term.reconciler.allocator if self._term is not None else None
 
     def _queue_depth(self) -> int:
-        return len(self._term.reconciler.queue) if self._term is not None else 0
+        return self._term.reconciler.backlog if self._term is not None else 0
 
     def _wall_stamp(self) -> str:
         return micro_time(self._wall())
@@ -300,6 +300,7 @@ class AllocatorDaemon:
     async def _worker(self, reconciler: Reconciler) -> None:
         queue = reconciler.queue
         while True:
+            reconciler.top_up(self.settings.workers)
             key = await queue.get()
             began = trio.current_time()
             try:
@@ -349,8 +350,7 @@ class AllocatorDaemon:
             term = self._term
             if term is None:
                 continue
-            for obj in self._reflectors["services"].list():
-                term.reconciler.queue.add(_key(obj))
+            term.reconciler.backfill(_key(obj) for obj in self._reflectors["services"].list())
             term.reconciler.queue.add(Marker.CONFIG)
 
     # ------------------------------------------------------------------ watches

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +121,10 @@ class Reconciler:
         # (they are opaque strings to clients).
         self.skipped_behind = 0
         """Reconciles skipped because the cache had not yet seen our own write."""
+        self._backfill: deque[ServiceKey] = deque()
+        # Bulk keys (the barrier's full pass, a periodic resync) wait here and enter the
+        # queue only when it runs low, so a Service created meanwhile is not queued behind
+        # 10,000 no-op reconciles.
 
     def __repr__(self) -> str:
         return f"Reconciler({self.allocator!r}, queued={len(self.queue)})"
@@ -146,11 +151,26 @@ class Reconciler:
             LOGGER.warning("event=import_conflict service=%s address=%s reason=%s",
                            conflict.service, conflict.address, conflict.failure.message)
         self._metrics.imported.set(imported.services)
-        for svc in parsed:
-            self.queue.add(svc.key)
+        for key in imported.requeue:
+            self.queue.add(key)  # their ingress must be rewritten: first in line
+        self.backfill(svc.key for svc in parsed)
         self.queue.add(Marker.CONFIG)  # reports rejected groups as events
         return BarrierResult(groups=len(groups), services=len(parsed),
                              imported=imported.services, conflicts=len(imported.conflicts))
+
+    def backfill(self, keys: Iterable[ServiceKey]) -> None:
+        """Reconcile ``keys`` eventually, after whatever the watches queue meanwhile."""
+        self._backfill.extend(keys)
+
+    def top_up(self, low_water: int) -> None:
+        """Move backfill keys into the queue while it holds fewer than ``low_water``."""
+        while self._backfill and len(self.queue) < low_water:
+            self.queue.add(self._backfill.popleft())
+
+    @property
+    def backlog(self) -> int:
+        """Keys queued plus keys waiting to be backfilled."""
+        return len(self.queue) + len(self._backfill)
 
     # ------------------------------------------------------------------ config
 

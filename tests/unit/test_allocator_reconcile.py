@@ -187,9 +187,15 @@ async def test_group_status_is_written_once_then_only_when_it_changes():
     assert writer.group_status["default"]["allocatedIPv4"] == 1
 
 
-def test_barrier_queues_every_service_and_the_config_marker():
+def test_barrier_backfills_every_service_behind_live_changes():
+    """Verify that the barrier's full pass waits behind keys the watches queue meanwhile."""
     rec, _, _ = make({"web": service(), "two": service("two")})
-    assert len(rec.queue) == 3
+    assert rec.backlog == 3 and len(rec.queue) == 1  # the config marker goes first
+    rec.queue.add(ServiceKey("default/new"))
+    rec.top_up(2)
+    assert len(rec.queue) == 2 and rec.backlog == 4
+    rec.top_up(10)
+    assert len(rec.queue) == 4 and rec.backlog == 4
 
 
 @pytest.mark.parametrize("spec", [
