@@ -378,7 +378,8 @@ class AllocatorDaemon:
 
     def _on_service_change(self, change: Change) -> None:
         if self._term is not None:
-            self._term.reconciler.queue.add(_key(change.obj))
+            meta = change.obj.get("metadata") or {}
+            self._term.reconciler.changed(_key(change.obj), str(meta.get("resourceVersion", "")))
 
     def _on_group_change(self, change: Change) -> None:
         if self._term is not None:

@@ -122,6 +122,9 @@ class Reconciler:
         self.skipped_behind = 0
         """Reconciles skipped because the cache had not yet seen our own write."""
         self._backfill: deque[ServiceKey] = deque()
+        self._listed: dict[ServiceKey, str] = {}
+        # resourceVersion of each Service in the barrier's list: a watch event carrying the
+        # same version (the reflector's own initial list, replayed) is no news
         # Bulk keys (the barrier's full pass, a periodic resync) wait here and enter the
         # queue only when it runs low, so a Service created meanwhile is not queued behind
         # 10,000 no-op reconciles.
@@ -154,6 +157,7 @@ class Reconciler:
         for key in imported.requeue:
             self.queue.add(key)  # their ingress must be rewritten: first in line
         self.backfill(svc.key for svc in parsed)
+        self._listed = {svc.key: svc.resource_version for svc in parsed}
         self.queue.add(Marker.CONFIG)  # reports rejected groups as events
         return BarrierResult(groups=len(groups), services=len(parsed),
                              imported=imported.services, conflicts=len(imported.conflicts))
@@ -161,6 +165,13 @@ class Reconciler:
     def backfill(self, keys: Iterable[ServiceKey]) -> None:
         """Reconcile ``keys`` eventually, after whatever the watches queue meanwhile."""
         self._backfill.extend(keys)
+
+    def changed(self, key: ServiceKey, resource_version: str) -> None:
+        """A watch saw ``key`` change: queue it, unless the barrier already read that version
+        (then the backfill reconciles it in turn)."""
+        if self._listed and self._listed.pop(key, None) == resource_version:
+            return
+        self.queue.add(key)
 
     def top_up(self, low_water: int) -> None:
         """Move backfill keys into the queue while it holds fewer than ``low_water``."""

@@ -198,6 +198,15 @@ def test_barrier_backfills_every_service_behind_live_changes():
     assert len(rec.queue) == 4 and rec.backlog == 4
 
 
+def test_a_watch_replaying_the_version_the_barrier_read_queues_nothing():
+    rec, _, _ = make({"web": service(), "two": service("two")})
+    before = len(rec.queue)
+    rec.changed(KEY, "1")  # the reflector's initial list, same version: no news
+    assert len(rec.queue) == before
+    rec.changed(ServiceKey("default/two"), "7")  # changed since the barrier
+    assert len(rec.queue) == before + 1
+
+
 @pytest.mark.parametrize("spec", [
     {},
     {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"],
