@@ -243,9 +243,13 @@ class AllocatorDaemon:
             task_status.started(self)
 
     def _on_leadership(self, leading: bool) -> None:
-        """Election callback (sync): a lost lease cancels the running term at once."""
+        """Election callback (sync): a lost lease cancels the running term at once.
+
+        Readiness (``leading``) turns true only once the new term's barrier is done, so
+        /readyz means "this replica is allocating now"."""
         self._leading = leading
-        self.health.set(LEADING, leading)
+        if not leading:
+            self.health.set(LEADING, False)
         self.metrics.leader.set(1 if leading else 0)
         if not leading and self._term is not None:
             LOGGER.warning("event=leadership_lost identity=%s stopping writes",
@@ -289,6 +293,7 @@ class AllocatorDaemon:
                         barrier.services, barrier.imported, barrier.conflicts,
                         trio.current_time() - began)
             del groups, services  # the caches serve reads from here on
+            self.health.set(LEADING, True)
             async with trio.open_nursery() as nursery:
                 for _ in range(s.workers):
                     nursery.start_soon(self._worker, reconciler)
@@ -296,6 +301,7 @@ class AllocatorDaemon:
         finally:
             queue.shut_down()
             self._term = None
+            self.health.set(LEADING, False)
 
     async def _worker(self, reconciler: Reconciler) -> None:
         queue = reconciler.queue
