@@ -10,3 +10,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[test]"
 .venv/bin/python -c 'import purelb.fast as f; print("purelb native extension:", f.IMPLEMENTATION)' || true
+# Manifest linting (checkov) has a large dependency tree of its own: keep it out of the
+# product venv so its pins never constrain purelb's.
+if [ ! -x .venv-lint/bin/checkov ]; then
+  "$PY" -m venv .venv-lint
+  .venv-lint/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv-lint/bin/python -m pip install -q "checkov>=3.2"
+fi
