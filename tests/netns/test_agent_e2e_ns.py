@@ -199,6 +199,35 @@ def test_deleting_the_service_withdraws_addresses_and_routes(lab: AgentLab):
     wait_until(lambda: lab.router_routes(f"{v6}/128") == [], CONVERGE_S, "v6 route withdrawn")
 
 
+def test_a_refused_address_is_reported_and_retried(lab: AgentLab):
+    """IPv6 disabled on node3's kube-lb0: the kernel refuses the add (Warning Event), the
+    other nodes are unaffected, and the next reconcile after the fix adds it."""
+    assert lab.api is not None
+    api = lab.api
+    ns3 = lab.node_ns(3)
+    subprocess.run(["ip", "netns", "exec", ns3, "sysctl", "-qw",
+                    "net.ipv6.conf.kube-lb0.disable_ipv6=1"], check=True)
+    try:
+        lab.create_service("v6only", group="virt", families=("IPv6",))
+        (v6,) = lab.ingress("v6only")
+        wait_until(lambda: lab.holders(v6, "kube-lb0") == [1, 2], CONVERGE_S, "nodes 1, 2")
+
+        def failed() -> bool:
+            events = api.get("/apis/events.k8s.io/v1/namespaces/default/events")["items"]
+            return any(e["regarding"]["name"] == "v6only" and e["type"] == "Warning"
+                       and e["reason"] == "AnnouncementFailed" for e in events)
+
+        wait_until(failed, CONVERGE_S, "AnnouncementFailed event")
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns3, "sysctl", "-qw",
+                        "net.ipv6.conf.kube-lb0.disable_ipv6=0"], check=True)
+    # the periodic resync (or any change) retries; a change is quicker than waiting
+    lab.create_service("nudge", group="virt", families=("IPv4",))
+    wait_until(lambda: lab.holders(v6, "kube-lb0") == [1, 2, 3], CONVERGE_S, "retried")
+    lab.delete_service("nudge")
+    lab.delete_service("v6only")
+
+
 def test_renaming_the_virtual_interface_restarts_the_core_and_moves_the_addresses(
         lab: AgentLab):
     """A supervised restart of the netlink owner (new writer, new gossip member)."""
