@@ -91,7 +91,15 @@ def test_local_v4_and_v6_sit_on_exactly_one_node_and_the_client_reaches_them(lab
         with lab.client_socket(family) as sock:
             wait_until(lambda s=sock, a=address, n=node: probe(s, a) == f"node{n}", CONVERGE_S,
                        f"client reaches {address} on node{node}")
-    ann = annotations(lab, "local1")
+    for address in (v4, v6):
+        k = one_holder(lab, address)
+        (entry,) = [a for link in json.loads(ip("-j", "addr", "show", "dev", "eth0",
+                                                ns=lab.node_ns(k)))
+                    for a in link["addr_info"] if a["local"] == address]
+        # the NIC's prefix, no second subnet route, a finite lifetime the agent refreshes
+        assert entry["prefixlen"] == (24 if address == v4 else 64)
+        assert entry.get("noprefixroute") is True
+        assert 0 < entry["valid_life_time"] <= 300
     n4, n6 = one_holder(lab, v4), one_holder(lab, v6)
     wait_until(lambda: annotations(lab, "local1").get("purelb.io/announcing-IPv4")
                == f"node{n4},eth0,{v4}", CONVERGE_S, "IPv4 announcing annotation")
