@@ -234,6 +234,9 @@ class Swim:
         """Grows by one with every membership event (for level-triggered waiters)."""
         self._header_bytes = ENVELOPE_OVERHEAD_BYTES + plaintext_header_bytes(name)
         self._at(now + rng.random() * timings.probe_interval_s, self._probe_tick)
+        self._now = now
+        """Driver time of the call being handled (for timers armed deep inside a handler)."""
+        self._gossip_armed = True
         self._at(now + timings.gossip_interval_s, self._gossip_tick)
         self._at(now + (0.5 + rng.random()) * timings.push_pull_interval_s, self._push_pull_tick)
         self._at(now + timings.reconnect_interval_s, self._reconnect_tick)
@@ -313,6 +316,7 @@ class Swim:
 
     def join(self, now: float, seeds: Iterable[Address]) -> None:
         """Push-pull with every seed now, and retry with backoff until someone answers."""
+        self._now = now
         self.set_seeds(seeds)
         self._join_attempt = 0
         self._join_generation += 1  # a pending retry of an earlier join() becomes a no-op
@@ -325,6 +329,7 @@ class Swim:
 
     def update_meta(self, now: float, meta: MemberMeta) -> None:
         """Change our metadata and announce it with a new incarnation."""
+        self._now = now
         if meta == self._local.meta or self._left:
             return
         self._local.meta = meta
@@ -334,6 +339,7 @@ class Swim:
 
     def leave(self, now: float) -> None:
         """Announce a graceful leave to every live member directly, then go quiet."""
+        self._now = now
         if self._left:
             return
         notice = Dead(self.name, self._local.incarnation, self.name)
@@ -348,6 +354,7 @@ class Swim:
 
     def handle(self, now: float, src: Address, packet: Plaintext) -> None:
         """Process one authenticated, decoded datagram from ``src``."""
+        self._now = now
         if self._left:
             return
         for msg in packet.messages:
@@ -368,6 +375,7 @@ class Swim:
 
     def tick(self, now: float) -> None:
         """Run every timer that is due at ``now``."""
+        self._now = now
         if self._left:
             self._timers.clear()  # a member that left sends nothing more
             return
@@ -588,9 +596,13 @@ class Swim:
             self._on_suspect(now, Suspect(target.name, target.incarnation, self.name))
 
     def _gossip_tick(self, now: float) -> None:
-        self._at(now + self.timings.gossip_interval_s, self._gossip_tick)
         if not self._broadcasts:
+            # Nothing to spread: stay dormant until _broadcast queues a notice. An idle
+            # member then wakes only for probes (memberlist's gossip timer runs always;
+            # this halves an idle agent's wakeups).
+            self._gossip_armed = False
             return
+        self._at(now + self.timings.gossip_interval_s, self._gossip_tick)
         peers = [m for m in self._members.values() if m.name != self.name and m.state in _LIVE]
         for m in self._rng.sample(peers, min(self.timings.gossip_nodes, len(peers))):
             self._send(m.addr, [])
@@ -688,6 +700,9 @@ class Swim:
     def _broadcast(self, msg: Suspect | Alive | Dead) -> None:
         """Queue a notice for piggy-backing; a newer notice about a node replaces older."""
         self._broadcasts[msg.node] = _Broadcast(msg, encode_message(msg), 0, next(self._order))
+        if not self._gossip_armed:
+            self._gossip_armed = True
+            self._at(self._now + self.timings.gossip_interval_s, self._gossip_tick)
 
     def _send(self, dest: Address, primary: list[Message]) -> None:
         """Queue a datagram: the primary messages, then as many broadcasts as fit."""
