@@ -25,7 +25,7 @@ from . import _discovery as D
 from . import _errors as E
 from ._errors import StatusError
 from ._faults import FaultInjector
-from ._http import Request, Response, StreamResponse, Write
+from ._http import Request, Response, StreamResponse
 from ._objects import Objects, PatchType, WriteOptions, WriteResult
 from ._protobuf import ProtobufError, decode_object
 from ._resources import Registry, ResourceDef
@@ -36,8 +36,9 @@ from ._selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from ._store import Change, EventType, Store, WatchExpired
+from ._store import Store, WatchExpired
 from ._tables import render_table
+from ._watch import WatchStream
 
 LOG = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ ANONYMOUS = "system:anonymous"
 _HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 MAX_FIELD_MANAGER_LEN = 128
 """The real server's limit on ?fieldManager= length."""
-_WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -450,8 +450,11 @@ class KubeApi:
                 raise E.bad_request(f"invalid resourceVersion {rv_param!r}") from None
         else:
             start_rv = None
-        watch = _Watch(
-            api=self, target=t, labels=labels, fields=fields, start_rv=start_rv,
+        watch = WatchStream(
+            store=self.store, faults=self.faults, rdef=t.rdef, namespace=t.namespace,
+            out=self._out, clock=self.clock,
+            bookmark_interval_s=self.settings.bookmark_interval_s,
+            labels=labels, fields=fields, start_rv=start_rv,
             table=self._wants_table(req),
             bookmarks=_truthy(req.query.get("allowWatchBookmarks"))
             and "allowWatchBookmarks" in req.query,
@@ -582,130 +585,3 @@ class KubeApi:
         if result.change is not None and result.obj.get("apiVersion") == rdef.api_version:
             return Response(status, result.change.obj_json(), JSON, headers)
         return _json(status, self._out(rdef, result.obj), headers=headers)
-
-
-@dataclass(slots=True, kw_only=True)
-class _Watch:
-    """One watch stream's state: filters, position, and the Table/JSON encoding."""
-
-    api: KubeApi
-    target: _Target
-    labels: LabelSelector
-    fields: FieldSelector
-    start_rv: int | None
-    table: bool
-    bookmarks: bool
-    initial_events_end: bool
-    timeout_s: float
-    _columns_sent: bool = False
-
-    def _matches(self, obj: dict[str, Any] | None) -> bool:
-        if obj is None:
-            return False
-        ns = self.target.namespace
-        if ns is not None and obj["metadata"].get("namespace", "") != ns:
-            return False
-        return self.labels.matches(obj["metadata"].get("labels")) and self.fields.matches(obj)
-
-    def _encode(self, etype: str, obj: dict[str, Any]) -> bytes:
-        rdef = self.target.rdef
-        out: Any = self.api._out(rdef, obj)
-        if self.table:
-            out = render_table(rdef, [out], now=self.api.clock(),
-                               resource_version=obj["metadata"]["resourceVersion"],
-                               with_columns=not self._columns_sent)
-            self._columns_sent = True
-        return (json.dumps({"type": etype, "object": out}, separators=(",", ":")) + "\n").encode()
-
-    def _classify(self, ch: Change) -> bytes | None:
-        simple = (not self.table and self.labels.empty and self.fields.empty
-                  and ch.obj.get("apiVersion") == self.target.rdef.api_version)
-        ns = self.target.namespace
-        if simple:
-            if ns is not None and ch.namespace != ns:
-                return None
-            return ch.event_json()
-        now_in = ch.type is not EventType.DELETED and self._matches(ch.obj)
-        was_in = self._matches(ch.prev)
-        if ch.type is EventType.DELETED:
-            return self._encode("DELETED", ch.obj) if was_in else None
-        if now_in and was_in:
-            return self._encode("MODIFIED", ch.obj)
-        if now_in:
-            return self._encode("ADDED", ch.obj)
-        if was_in:
-            return self._encode("DELETED", ch.obj)
-        return None
-
-    def _bookmark(self, rv: int, *, initial_end: bool = False) -> bytes:
-        meta: dict[str, Any] = {"resourceVersion": str(rv)}
-        if initial_end:
-            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-        rdef = self.target.rdef
-        obj = {"kind": rdef.kind, "apiVersion": rdef.api_version, "metadata": meta}
-        return (json.dumps({"type": "BOOKMARK", "object": obj}, separators=(",", ":"))
-                + "\n").encode()
-
-    @staticmethod
-    def _expired(rv: int, oldest: int) -> bytes:
-        status = E.status_object(410, "Expired", f"too old resource version: {rv} ({oldest})")
-        return (json.dumps({"type": "ERROR", "object": status}, separators=(",", ":"))
-                + "\n").encode()
-
-    async def run(self, write: Write) -> None:
-        faults = self.api.faults
-        scope = trio.CancelScope()
-        faults.register_watch(scope)
-        try:
-            with scope:
-                with trio.move_on_after(self.timeout_s):
-                    await self._stream(write)
-                    return
-                if self.bookmarks:
-                    await write(self._bookmark(self.api.store.committed_rv))
-        except StatusError as err:
-            body = {"type": "ERROR", "object": err.status()}
-            await write((json.dumps(body, separators=(",", ":")) + "\n").encode())
-        finally:
-            faults.unregister_watch(scope)
-
-    async def _stream(self, write: Write) -> None:
-        store = self.api.store
-        rdef = self.target.rdef
-        if self.api.faults.take_expire():
-            rv = self.start_rv if self.start_rv is not None else store.rv
-            await write(self._expired(rv, store.rv))
-            return
-        if self.start_rv is None:
-            pos = store.rv
-            initial = [o for o in store.list(rdef.storage_key, self.target.namespace)
-                       if self._matches(o)]
-            for obj in initial:
-                await write(self._encode("ADDED", obj))
-            if self.initial_events_end and self.bookmarks:
-                await write(self._bookmark(pos, initial_end=True))
-        else:
-            pos = self.start_rv
-        clock = trio.current_time
-        next_bookmark = clock() + self.api.settings.bookmark_interval_s
-        while True:
-            try:
-                changes = store.changes_after(pos)
-            except WatchExpired as exc:
-                await write(self._expired(exc.rv, exc.oldest))
-                return
-            head = max(pos, store.committed_rv)
-            # Everything that queued since the last wake-up goes out as one chunk: under
-            # load that is one send per watcher per wake-up instead of one per event.
-            batch = [d for ch in changes if ch.storage_key == rdef.storage_key
-                     and (d := self._classify(ch)) is not None]
-            if batch:
-                await write(b"".join(batch))
-            pos = head
-            if self.bookmarks and clock() >= next_bookmark:
-                await write(self._bookmark(pos))
-                next_bookmark = clock() + self.api.settings.bookmark_interval_s
-            if store.committed_rv > pos:
-                continue
-            with trio.move_on_at(next_bookmark if self.bookmarks else float("inf")):
-                await store.wait_changed()

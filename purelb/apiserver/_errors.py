@@ -73,20 +73,6 @@ def status_object(
     return body
 
 
-def success_status(*, name: str, group: str, kind: str, uid: str) -> dict[str, Any]:
-    """The Success Status some deletes return."""
-    details: dict[str, Any] = {"name": name, "kind": kind, "uid": uid}
-    if group:
-        details["group"] = group
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": details,
-    }
-
-
 def _details(resource: str, name: str, group: str = "") -> dict[str, Any]:
     d: dict[str, Any] = {"name": name, "kind": resource}
     if group:
@@ -182,6 +168,3 @@ def no_such_path(path: str) -> StatusError:
 def internal(message: str) -> StatusError:
     return StatusError(500, "InternalError", f"Internal error occurred: {message}")
 
-
-def field_cause(reason: str, fld: str, message: str) -> Cause:
-    return Cause(reason=reason, message=message, field=fld)

@@ -122,6 +122,9 @@ class FaultInjector:
 
     def register_watch(self, scope: trio.CancelScope) -> None:
         self._watch_scopes.add(scope)
+        self._watches_changed()
+
+    def _watches_changed(self) -> None:
         self._watch_opened.set()
         self._watch_opened = trio.Event()
 
@@ -130,8 +133,14 @@ class FaultInjector:
         while len(self._watch_scopes) < count:
             await self._watch_opened.wait()
 
+    async def wait_watches_at_most(self, count: int = 0) -> None:
+        """Return once at most ``count`` watch streams are open (e.g. all were released)."""
+        while len(self._watch_scopes) > count:
+            await self._watch_opened.wait()
+
     def unregister_watch(self, scope: trio.CancelScope) -> None:
         self._watch_scopes.discard(scope)
+        self._watches_changed()
 
     @property
     def open_watches(self) -> int:

@@ -163,11 +163,6 @@ def parse_label_selector(text: str | None) -> LabelSelector:
     return LabelSelector(tuple(reqs))
 
 
-def selector_from_match_labels(labels: Mapping[str, str]) -> LabelSelector:
-    """The selector a Service's ``spec.selector`` map denotes."""
-    return LabelSelector(tuple(Requirement(k, Op.EQ, (v,)) for k, v in sorted(labels.items())))
-
-
 @dataclass(frozen=True, slots=True)
 class FieldRequirement:
     path: str

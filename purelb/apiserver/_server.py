@@ -8,6 +8,7 @@ ready server.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
@@ -65,6 +66,16 @@ class ApiServerConfig:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key must be given together", path="tls_cert",
                               value=self.tls_cert)
+        try:
+            loopback = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            raise ConfigError(f"host {self.host!r} must be an IP address", path="host",
+                              value=self.host) from None
+        if not loopback and (self.tls_cert is None or not self.tokens):
+            raise ConfigError(
+                f"listening on {self.host} (not loopback) needs HTTPS and bearer tokens: "
+                "set tls_cert/tls_key and tokens (the CLI generates them)",
+                path="host", value=self.host)
 
 
 def _load_crd_docs(paths: tuple[Path, ...]) -> list[dict[str, Any]]:

@@ -71,23 +71,25 @@ class SqliteBackend:
     def write(self, changes: Sequence[Change], rv: int) -> None:
         from ._store import EventType
 
+        # Only each key's last change in the batch matters for the committed state.
+        last: dict[tuple[str, str, str], Change] = {}
+        for ch in changes:
+            last[(ch.storage_key, ch.namespace, ch.name)] = ch
+        deletes = [k for k, ch in last.items() if ch.type is EventType.DELETED]
+        upserts = [(*k, ch.rv, ch.obj_json().decode()) for k, ch in last.items()
+                   if ch.type is not EventType.DELETED]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for ch in changes:
-                if ch.type is EventType.DELETED:
-                    db.execute("DELETE FROM objects WHERE skey=? AND ns=? AND name=?",
-                               (ch.storage_key, ch.namespace, ch.name))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)",
-                        (ch.storage_key, ch.namespace, ch.name, ch.rv,
-                         ch.obj_json().decode()),
-                    )
+            if deletes:
+                db.executemany("DELETE FROM objects WHERE skey=? AND ns=? AND name=?", deletes)
+            if upserts:
+                db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)", upserts)
             db.execute("UPDATE meta SET value=? WHERE key='rv'", (rv,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # a failed COMMIT may already have ended it
+                db.execute("ROLLBACK")
             raise
 
     def close(self) -> None:

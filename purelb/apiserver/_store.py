@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
@@ -173,9 +173,6 @@ class Store:
         keys = sorted(k for k in bucket if namespace is None or k[0] == namespace)
         return [bucket[k] for k in keys]
 
-    def count(self, storage_key: str) -> int:
-        return len(self._objects.get(storage_key, {}))
-
     def snapshot_at(
         self, storage_key: str, namespace: str | None, rv: int
     ) -> dict[ObjKey, dict[str, Any]]:
@@ -218,10 +215,6 @@ class Store:
         await self._changed.wait()
 
     # ---- writes (sync: atomic under Trio) --------------------------------------------
-    def next_rv(self) -> int:
-        """The resourceVersion the next write will get (for stamping before :meth:`put`)."""
-        return self._rv + 1
-
     def put(
         self, storage_key: str, namespace: str, name: str, obj: dict[str, Any]
     ) -> Change:
@@ -341,7 +334,3 @@ class Store:
     def close(self) -> None:
         self.backend.close()
 
-    def all_objects(self) -> Iterable[tuple[str, dict[str, Any]]]:
-        for skey, bucket in self._objects.items():
-            for obj in bucket.values():
-                yield skey, obj

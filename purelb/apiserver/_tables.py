@@ -32,6 +32,15 @@ def _age(obj: dict[str, Any], now: datetime) -> str:
     return "<unknown>" if ts is None else human_age((now - ts).total_seconds())
 
 
+def _event_age(obj: dict[str, Any], now: datetime) -> str:
+    """Age of an Event's last occurrence (lastTimestamp, eventTime, or creation)."""
+    for key in ("lastTimestamp", "eventTime", "firstTimestamp"):
+        ts = parse_timestamp(str(obj.get(key) or "").split(".")[0].rstrip("Z") + "Z")
+        if ts is not None:
+            return human_age((now - ts).total_seconds())
+    return _age(obj, now)
+
+
 def _name(obj: dict[str, Any], _now: datetime) -> str:
     return obj.get("metadata", {}).get("name", "")
 
@@ -106,7 +115,7 @@ _BUILTIN_COLUMNS: dict[str, list[tuple[Column, CellFn]]] = {
         _NAME, (_col("Created At", fmt="date-time"), _path("metadata", "creationTimestamp")),
     ],
     "/events": [
-        (_col("Last Seen"), _path("lastTimestamp", default="")),
+        (_col("Last Seen"), _event_age),
         (_col("Type"), _path("type", default="")), (_col("Reason"), _path("reason", default="")),
         (_col("Object"), lambda o, _n: "{}/{}".format(
             str(o.get("involvedObject", {}).get("kind", "")).lower(),

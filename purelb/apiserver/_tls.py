@@ -26,6 +26,25 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def load_or_make_self_signed(out_dir: Path, host: str) -> tuple[Path, Path, bytes]:
+    """Reuse ca.crt/server.crt/server.key in ``out_dir`` when they are still valid for
+    ``host`` (so clients keep trusting the server across restarts); else make new ones."""
+    ca_path, cert_path = out_dir / "ca.crt", out_dir / "server.crt"
+    key_path = out_dir / "server.key"
+    if ca_path.exists() and cert_path.exists() and key_path.exists():
+        try:
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            ips = {str(i) for i in sans.get_values_for_type(x509.IPAddress)}
+            fresh = cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+            addr = ipaddress.ip_address(host)
+            if fresh and (addr.is_unspecified or str(addr) in ips):
+                return cert_path, key_path, ca_path.read_bytes()
+        except (ValueError, x509.ExtensionNotFound):
+            pass  # unreadable or foreign files: replace them below
+    return make_self_signed(out_dir, host)
+
+
 def make_self_signed(out_dir: Path, host: str) -> tuple[Path, Path, bytes]:
     """Write ca.crt, server.crt, server.key into ``out_dir``; return cert, key, CA PEM."""
     out_dir.mkdir(parents=True, exist_ok=True)

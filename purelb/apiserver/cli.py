@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -28,6 +29,22 @@ LOG = logging.getLogger(__name__)
 TOKEN_BYTES = 32
 """Random bytes in a generated bearer token (256 bits)."""
 DEFAULT_USER = "admin"
+TOKEN_FILE = "token"
+"""Generated tokens are kept here (mode 0600) so a restart keeps old kubeconfigs working."""
+
+
+def _load_or_make_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,12 +90,24 @@ def build_config(args: argparse.Namespace) -> tuple[ApiServerConfig, bytes | Non
     cert, key, ca_pem = args.tls_cert, args.tls_key, None
     if (cert is None) != (key is None):
         raise ConfigError("--tls-cert and --tls-key go together", path="tls_cert", value=cert)
+    state_dir: Path | None = None
+    if tls and (args.kubeconfig_out or args.db):
+        state_dir = (args.kubeconfig_out or args.db).resolve().parent
     if tls and cert is None:
-        from ._tls import make_self_signed
+        from ._tls import load_or_make_self_signed
 
-        out_dir = (args.kubeconfig_out or args.db or Path("purelb-apiserver")).resolve().parent
-        cert, key, ca_pem = make_self_signed(out_dir, host)
-    token = args.token or (secrets.token_urlsafe(TOKEN_BYTES) if tls else None)
+        if state_dir is None:
+            raise ConfigError(
+                f"--listen {args.listen} serves HTTPS with a generated CA and token: give "
+                "--kubeconfig-out FILE (or --db FILE) so they are written somewhere, or "
+                "--tls-cert/--tls-key and --token", path="kubeconfig_out", value=None)
+        cert, key, ca_pem = load_or_make_self_signed(state_dir, host)
+    token = args.token
+    if tls and token is None:
+        if state_dir is None:
+            raise ConfigError("HTTPS needs a bearer token: give --token, or --kubeconfig-out "
+                              "FILE to have one generated", path="token", value=None)
+        token = _load_or_make_token(state_dir / TOKEN_FILE)
     tokens = {token: DEFAULT_USER} if token else {}
     cfg = ApiServerConfig(host=host, port=port, db_path=args.db, crd_paths=tuple(args.crd),
                           tls_cert=cert, tls_key=key, tokens=tokens)

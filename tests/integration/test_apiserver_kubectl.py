@@ -23,7 +23,30 @@ from .apiserver_fixtures import CRD_DIR, srv
 __all__ = ["srv"]
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
-pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl is not installed")
+MIN_KUBECTL_MINOR = 27
+"""kubectl >= 1.27 validates with OpenAPI v3 and has ``patch --subresource`` (1.24); older
+clients (Debian's kubernetes-client is 1.20) need the protobuf /openapi/v2, which this
+server does not serve. The fidelity target is kubectl 1.32 (research/kubectl.md)."""
+
+
+def _kubectl_minor() -> int | None:
+    if not os.path.exists(KUBECTL):
+        return None
+    try:
+        res = subprocess.run([KUBECTL, "version", "--client", "-o", "json"], check=False,
+                             capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "KUBECONFIG": os.devnull})
+        minor = json.loads(res.stdout)["clientVersion"]["minor"]
+        return int("".join(ch for ch in minor if ch.isdigit()))
+    except (OSError, ValueError, KeyError, subprocess.SubprocessError):
+        return None
+
+
+_MINOR = _kubectl_minor()
+pytestmark = pytest.mark.skipif(
+    _MINOR is None or _MINOR < MIN_KUBECTL_MINOR,
+    reason=f"needs kubectl >= 1.{MIN_KUBECTL_MINOR} at {KUBECTL} (found minor {_MINOR})",
+)
 
 SVC_YAML = """\
 apiVersion: v1

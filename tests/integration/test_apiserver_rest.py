@@ -387,3 +387,16 @@ async def test_put_creates_missing_objects_only_where_the_real_type_allows(
     assert r.status_code == 201 and r.json()["metadata"]["uid"]
     r = await client.put(f"{CMS}/missing", json=cm("missing"))
     assert r.status_code == 404
+
+
+async def test_a_watch_is_released_when_its_client_hangs_up(
+    srv: TestApiServer, client: httpx.AsyncClient
+) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+    await stream.send_all(b"GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\n"
+                          b"Host: x\r\n\r\n")
+    with trio.fail_after(5):
+        await srv.faults.wait_open_watches(1)
+        await stream.aclose()
+        await srv.faults.wait_watches_at_most(0)
+    assert (await client.get("/version")).status_code == 200

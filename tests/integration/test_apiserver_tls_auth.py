@@ -113,8 +113,48 @@ async def test_audit_set_is_kept_per_token_user() -> None:
         }
 
 
+async def test_tls_restart_keeps_the_ca_and_token(tmp_path: Path) -> None:
+    proc, _, kc = await _start_tls(tmp_path)
+    await _stop(proc)
+    first = yaml.safe_load(kc.read_text())
+    ca = (tmp_path / "ca.crt").read_bytes()
+    proc, url, kc = await _start_tls(tmp_path)
+    try:
+        again = yaml.safe_load(kc.read_text())
+        assert again["users"] == first["users"]
+        assert (tmp_path / "ca.crt").read_bytes() == ca
+        assert stat.S_IMODE((tmp_path / "token").stat().st_mode) == 0o600
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        token = first["users"][0]["user"]["token"]
+        async with httpx.AsyncClient(base_url=url, verify=ctx) as client:
+            r = await client.get("/version", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200
+    finally:
+        await _stop(proc)
+
+
+def test_cli_refuses_generated_tls_without_a_place_for_ca_and_token() -> None:
+    res = subprocess.run([sys.executable, "-m", "purelb", "apiserver", "--listen",
+                          "127.0.0.1:0", "--tls"],
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert res.returncode == 2 and "--kubeconfig-out" in res.stderr
+
+
 @pytest.mark.parametrize("listen", ["127.0.0.1:x", "nohost:80", "127.0.0.1"])
 def test_cli_rejects_a_bad_listen_address(listen: str) -> None:
     res = subprocess.run([sys.executable, "-m", "purelb", "apiserver", "--listen", listen],
                          capture_output=True, text=True, timeout=30, check=False)
     assert res.returncode == 2 and listen in res.stderr
+
+
+async def test_test_fixture_can_serve_https_with_a_token() -> None:
+    async with open_test_apiserver(tls=True) as srv:
+        assert srv.url.startswith("https://")
+        cfg = yaml.safe_load(srv.kubeconfig.read_text())
+        token = cfg["users"][0]["user"]["token"]
+        ctx = ssl.create_default_context(cafile=str(srv.tmpdir / "ca.crt"))
+        async with httpx.AsyncClient(base_url=srv.url, verify=ctx) as client:
+            assert (await client.get("/api")).status_code == 401
+            r = await client.get("/api", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200
+        assert srv.server.audit_records("admin") == set()  # /api is not a resource request

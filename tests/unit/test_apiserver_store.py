@@ -67,3 +67,49 @@ def test_public_names_are_exported_once_and_sorted() -> None:
     assert len(set(apiserver.__all__)) == len(apiserver.__all__)
     for name in apiserver.__all__:
         assert hasattr(apiserver, name)
+
+
+def test_config_refuses_plain_http_off_loopback() -> None:
+    from purelb.apiserver import ApiServerConfig
+    from purelb.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not loopback"):
+        ApiServerConfig(host="172.31.255.1")
+    with pytest.raises(ConfigError, match="must be an IP address"):
+        ApiServerConfig(host="localhost")
+    ApiServerConfig(host="::1")
+
+
+class _FailingDisk:
+    """A backend whose disk fails on the first commit."""
+
+    persistent = True
+
+    def load(self) -> tuple[list, int]:
+        return [], 7
+
+    def write(self, changes: object, rv: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_failed_commit_is_never_acknowledged_and_stops_writes() -> None:
+    import trio
+
+    from purelb.apiserver._errors import StatusError
+
+    store = Store(_FailingDisk())
+    assert store.rv == 7, "the sequence continues from the stored head"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run_committer)
+        change = store.put("/cm", "ns", "a", obj("a"))
+        assert change.rv == 8
+        with pytest.raises(StatusError) as err:
+            await store.wait_durable(change.rv)
+        assert err.value.code == 500 and "No space left" in err.value.message
+        with pytest.raises(StatusError):
+            store.put("/cm", "ns", "b", obj("b"))
+        assert store.changes_after(7) == [], "watchers never saw the lost write"
+        nursery.cancel_scope.cancel()
