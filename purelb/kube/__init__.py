@@ -15,7 +15,7 @@ Layers (each module has one job)::
     _recovery    the reflector's retry policy (pure): backoff, relist on 410 or repeated failure
     _reflector   Reflector: list, watch, relist on 410, emit changes
     _events      EventRecorder with series aggregation
-    _lease       Lease acquire/renew/release (compare-and-swap), pure decide()
+    _lease       one Lease as leader-election storage (controllers.leadership decides)
 """
 
 from ._backoff import DEFAULT_BACKOFF as DEFAULT_BACKOFF
@@ -69,11 +69,7 @@ from ._events import EventOutcome as EventOutcome
 from ._events import EventRecorder as EventRecorder
 from ._events import EventSettings as EventSettings
 from ._events import EventType as EventType
-from ._lease import LeaseAction as LeaseAction
-from ._lease import LeaseClient as LeaseClient
-from ._lease import LeaseOutcome as LeaseOutcome
-from ._lease import LeaseRecord as LeaseRecord
-from ._lease import decide as decide_lease
+from ._lease import LeaseObject as LeaseObject
 from ._ratelimit import DEFAULT_RATE_LIMIT as DEFAULT_RATE_LIMIT
 from ._ratelimit import RateLimiter as RateLimiter
 from ._ratelimit import RateLimitSettings as RateLimitSettings
@@ -137,10 +133,7 @@ __all__ = [
     "Invalid",
     "KubeApiError",
     "KubeClient",
-    "LeaseAction",
-    "LeaseClient",
-    "LeaseOutcome",
-    "LeaseRecord",
+    "LeaseObject",
     "MalformedResponse",
     "NotFound",
     "ObjectKey",
@@ -164,7 +157,6 @@ __all__ = [
     "backoff_delay",
     "client_from_args",
     "config_from_args",
-    "decide_lease",
     "diff_snapshot",
     "encode_field_selector",
     "encode_label_selector",

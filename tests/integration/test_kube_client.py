@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from purelb.apiserver.testing import open_test_apiserver
+from purelb.controllers.leadership import Action, Elector, LeaseRecord, LeaseTimings
 from purelb.kube import (
     EVENTS,
     SERVICES,
@@ -23,8 +24,7 @@ from purelb.kube import (
     Gone,
     Invalid,
     KubeClient,
-    LeaseClient,
-    LeaseOutcome,
+    LeaseObject,
     NotFound,
     PatchType,
     Resource,
@@ -223,24 +223,31 @@ async def test_custom_resources_work_through_the_same_verbs(srv):
         await c.delete(WIDGETS, "w", namespace=NS)
 
 
-async def test_two_lease_contenders_never_both_hold_it(srv):
-    clock = {"now": datetime(2026, 11, 26, 8, 0, tzinfo=UTC)}
+async def test_lease_object_is_compare_and_swap_storage_for_the_elector(srv):
+    """Verify that two Electors over LeaseObject never both win, and a stale write is a 409."""
+    wall = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+    timings = LeaseTimings(lease_duration_s=10, renew_deadline_s=6, retry_period_s=1)
     async with open_client(srv) as c:
-        a = LeaseClient(c, identity="node-a", now=lambda: clock["now"])
-        b = LeaseClient(c, identity="node-b", now=lambda: clock["now"])
-        assert (await a.acquire("purelb", namespace=NS, duration_s=10))[0] is LeaseOutcome.ACQUIRED
-        assert (await b.acquire("purelb", namespace=NS, duration_s=10))[0] is \
-            LeaseOutcome.HELD_BY_OTHER
-        clock["now"] += timedelta(seconds=5)
-        assert (await a.acquire("purelb", namespace=NS, duration_s=10))[0] is LeaseOutcome.RENEWED
-        clock["now"] += timedelta(seconds=11)  # a stopped renewing
-        outcome, lease = await b.acquire("purelb", namespace=NS, duration_s=10)
-        assert outcome is LeaseOutcome.ACQUIRED
-        assert lease["spec"]["holderIdentity"] == "node-b"
-        assert lease["spec"]["leaseTransitions"] == 1
-        assert await b.release("purelb", namespace=NS)
-        assert not await a.release("purelb", namespace=NS)
-        assert (await a.acquire("purelb", namespace=NS, duration_s=10))[0] is LeaseOutcome.ACQUIRED
+        lease_a = LeaseObject(c, name="purelb", namespace=NS)
+        lease_b = LeaseObject(c, name="purelb", namespace=NS)
+        a, b = Elector("node-a", timings), Elector("node-b", timings)
+        assert await lease_a.get() is None
+        action, record = a.decide(None, 0.0, wall)
+        assert action is Action.CREATE
+        created = await lease_a.create(record.to_spec())
+        a.written(record, 0.0)
+        with pytest.raises(AlreadyExists):
+            await lease_b.create(record.to_spec())
+        seen = await lease_b.get()
+        assert b.decide(LeaseRecord.from_lease(seen), 1.0, wall) == (Action.WAIT, None)
+        # a renews; b, still holding the old resourceVersion, loses the race with a 409
+        _, renewed = a.decide(LeaseRecord.from_lease(created), 2.0, wall + timedelta(seconds=2))
+        rv = created["metadata"]["resourceVersion"]
+        await lease_a.replace(renewed.to_spec(), rv)
+        _, stolen = b.decide(LeaseRecord.from_lease(seen), 20.0, wall)  # b thinks it expired
+        with pytest.raises(Conflict):
+            await lease_b.replace(stolen.to_spec(), rv)
+        assert (await lease_b.get())["spec"]["holderIdentity"] == "node-a"
 
 
 async def test_event_recorder_creates_then_patches_a_series(srv):
