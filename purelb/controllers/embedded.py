@@ -1,0 +1,262 @@
+"""Embedded edge mode: the API server, the allocator and this host's agent in one Trio process.
+
+An edge gateway has no cluster, but wants the same thing a cluster gets: addresses from
+ServiceGroup pools, attracted to this host. So the same parts run here, wired as in a
+cluster, and talk over real HTTP on loopback with the same client::
+
+    EmbeddedGateway.run (one nursery)
+      apiserver   purelb.apiserver (SQLite under the state directory)   <- kubectl, status
+      bootstrap   kubeconfig written, start-up manifests server-side applied (idempotent)
+      allocator   AllocatorDaemon (no leader election: one writer by construction)
+      agent       the node agent for this host (netlink: kube-lb0 + the NIC, GARP/NA)
+                  or, with --no-netlink, the plan only (embedded_plan): no interface touched
+
+State directory (``0700``): ``purelb.db`` (SQLite, WAL, synchronous=FULL: an acknowledged
+write survives ``kill -9``), ``kubeconfig`` (0600), and off loopback the generated CA,
+server certificate and bearer token (0600, reused on restart so old kubeconfigs work).
+``endpoints.json`` records the metrics URLs of the in-process daemons for ``purelb status``.
+
+Listening off loopback is refused unless it is HTTPS with a bearer token; the CLI
+generates both on first start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import trio
+
+import purelb
+from purelb.apiserver import ApiServer, ApiServerConfig, serve_apiserver
+from purelb.apiserver._kubeconfig import write_kubeconfig
+from purelb.apiserver._tls import load_or_make_self_signed
+from purelb.controllers.allocator import AllocatorDaemon, DaemonSettings
+from purelb.controllers.embedded_manifests import (
+    Manifest,
+    apply_manifests,
+    load_manifests,
+    plan_apply,
+)
+from purelb.controllers.embedded_plan import PlanOnlySettings, run_plan_only
+from purelb.errors import ConfigError
+from purelb.kube import KubeClient, load_kubeconfig
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = Path("/var/lib/purelb")
+DEFAULT_LISTEN = ("127.0.0.1", 6443)
+"""Loopback by default: kubectl on the gateway itself needs nothing else."""
+DEFAULT_NAMESPACE = "purelb-system"
+DB_FILE = "purelb.db"
+KUBECONFIG_FILE = "kubeconfig"
+TOKEN_FILE = "token"
+ENDPOINTS_FILE = "endpoints.json"
+TOKEN_BYTES = 32
+"""Random bytes in the generated bearer token (256 bits)."""
+STATE_DIR_MODE = 0o700
+"""The directory holds the token and the CA key: owner only."""
+
+
+def default_crd_dir() -> Path:
+    """deploy/crds of the source tree this package runs from (editable or source install)."""
+    return Path(purelb.__file__).resolve().parent.parent / "deploy" / "crds"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmbeddedSettings:
+    """Everything ``purelb embedded`` is told (see ``--help``)."""
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    host: str = DEFAULT_LISTEN[0]
+    port: int = DEFAULT_LISTEN[1]
+    """0 picks a free port (tests)."""
+    config_paths: tuple[Path, ...] = ()
+    """Start-up manifests: files or directories of ServiceGroups, LBNodeAgents, Services."""
+    crd_paths: tuple[Path, ...] = field(default_factory=lambda: (default_crd_dir(),))
+    netlink: bool = True
+    """False: plan only, touch no interface (the non-root mode)."""
+    node_name: str = field(default_factory=socket.gethostname)
+    namespace: str = DEFAULT_NAMESPACE
+    metrics_host: str = "127.0.0.1"
+    """The daemons' /metrics /healthz /readyz; loopback, since the gateway is the client."""
+    token: str | None = None
+    """Bearer token to require; generated (and kept in the state directory) off loopback."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            raise ConfigError(f"--listen host {self.host!r} must be an IP address",
+                              path="listen", value=self.host) from None
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--listen port {self.port} is out of range 0-65535",
+                              path="listen", value=self.port)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together", path="tls_cert",
+                              value=self.tls_cert)
+        for p in self.crd_paths:
+            if not p.exists():
+                raise ConfigError(f"CRD path {p} does not exist: pass --crd DIR (deploy/crds "
+                                  "of the purelb source tree)", path="crd", value=str(p))
+
+    @property
+    def loopback(self) -> bool:
+        return ipaddress.ip_address(self.host).is_loopback
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / KUBECONFIG_FILE
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedInfo:
+    """What a started gateway reports (``nursery.start`` returns it)."""
+
+    url: str
+    kubeconfig: Path
+    port: int
+    allocator_metrics: str
+    agent: str
+    """``netlink`` (the node agent runs) or ``plan-only``."""
+
+
+def prepare_state_dir(path: Path) -> Path:
+    """Create the state directory owner-only; refuse one others can write."""
+    path.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o022:
+        raise ConfigError(f"state directory {path} is writable by others (mode {mode:o}); "
+                          "chmod 700 it", path="state-dir", value=str(path))
+    return path
+
+
+def load_or_make_token(path: Path) -> str:
+    """The bearer token kept in ``path`` (0600), generated on first start."""
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSetup:
+    config: ApiServerConfig
+    client_url_host: str
+    token: str | None
+    ca_pem: bytes | None
+
+
+def server_setup(s: EmbeddedSettings) -> ServerSetup:
+    """The API server config; TLS and a token (generated if needed) off loopback."""
+    tls = not s.loopback or s.tls_cert is not None
+    cert, key, ca_pem, token = s.tls_cert, s.tls_key, None, s.token
+    if tls and cert is None:
+        cert, key, ca_pem = load_or_make_self_signed(s.state_dir, s.host)
+    if tls and token is None:
+        token = load_or_make_token(s.state_dir / TOKEN_FILE)
+    # The in-process clients (and the kubeconfig) reach a wildcard listener on loopback;
+    # the generated certificate names 127.0.0.1 too.
+    unspecified = ipaddress.ip_address(s.host).is_unspecified
+    client_host = ("127.0.0.1" if ipaddress.ip_address(s.host).version == 4 else "::1") \
+        if unspecified else s.host
+    cfg = ApiServerConfig(host=s.host, port=s.port, db_path=s.state_dir / DB_FILE,
+                          crd_paths=s.crd_paths, tls_cert=cert, tls_key=key,
+                          tokens={token: "admin"} if token else {})
+    return ServerSetup(cfg, client_host, token, ca_pem)
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+class EmbeddedGateway:
+    """The wiring (see the module docstring). ``info = await nursery.start(gw.run)``."""
+
+    def __init__(self, settings: EmbeddedSettings, *,
+                 agent_factory: Callable[..., object] | None = None) -> None:
+        self.settings = settings
+        self.manifests: list[Manifest] = []
+        self.allocator: AllocatorDaemon | None = None
+        self.server: ApiServer | None = None
+        self.info: EmbeddedInfo | None = None
+        self._agent_factory = agent_factory
+
+    def __repr__(self) -> str:
+        return f"EmbeddedGateway({self.settings.state_dir}, info={self.info})"
+
+    async def run(self, *, task_status: trio.TaskStatus[EmbeddedInfo] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        s = self.settings
+        # Parse every manifest before anything starts: a typo fails the start, not half of it.
+        self.manifests = plan_apply(load_manifests(s.config_paths, install_namespace=s.namespace),
+                                    install_namespace=s.namespace)
+        prepare_state_dir(s.state_dir)
+        setup = server_setup(s)
+        self.server = ApiServer(setup.config)
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(partial(serve_apiserver, setup.config, server=self.server))
+            url = _url("https" if setup.config.tls_cert else "http", setup.client_url_host, port)
+            write_kubeconfig(s.kubeconfig, server=url, token=setup.token, ca_pem=setup.ca_pem)
+            LOGGER.info("event=embedded_api url=%s kubeconfig=%s", url, s.kubeconfig)
+            client = KubeClient(load_kubeconfig([s.kubeconfig]), role="embedded")
+            info = await nursery.start(self._components, client, url, port)
+            LOGGER.info("event=embedded_ready url=%s agent=%s", info.url, info.agent)
+            task_status.started(info)
+
+    async def _components(self, client: KubeClient, url: str, port: int, *,
+                          task_status: trio.TaskStatus[EmbeddedInfo] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
+        s = self.settings
+        async with client, trio.open_nursery() as nursery:
+            report = await apply_manifests(client, self.manifests)
+            for label in report.created:
+                LOGGER.info("event=manifest_created object=%r", label)
+            for label in report.changed:
+                LOGGER.info("event=manifest_changed object=%r", label)
+            self.allocator = AllocatorDaemon(client, DaemonSettings(
+                namespace=s.namespace, identity=f"{s.node_name}-embedded",
+                metrics_host=s.metrics_host, metrics_port=0, leader_elect=False))
+            await nursery.start(self.allocator.run)
+            alloc_metrics = _url("http", s.metrics_host, self.allocator.metrics_port)
+            endpoints = {"allocator": alloc_metrics}
+            if s.netlink:
+                agent_kind = "netlink"
+                agent_metrics = await self._start_agent(client, nursery)
+                endpoints["agent"] = agent_metrics
+            else:
+                agent_kind = "plan-only"
+                await nursery.start(partial(run_plan_only, client, PlanOnlySettings(
+                    node_name=s.node_name, namespace=s.namespace, state_dir=s.state_dir)))
+            _write_json(s.state_dir / ENDPOINTS_FILE, endpoints)
+            self.info = EmbeddedInfo(url, s.kubeconfig, port, alloc_metrics, agent_kind)
+            task_status.started(self.info)
+
+    async def _start_agent(self, client: KubeClient, nursery: trio.Nursery) -> str:
+        """Start this host's node agent; its metrics URL."""
+        raise ConfigError(
+            "this build of purelb has no node agent daemon yet: run with --no-netlink "
+            "(allocate and plan without touching interfaces)", path="no-netlink", value=False)
+
+
+def _write_json(path: Path, doc: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
