@@ -22,6 +22,7 @@ generates both on first start.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -48,7 +49,12 @@ from purelb.controllers.embedded_manifests import (
 )
 from purelb.controllers.embedded_plan import PlanOnlySettings, run_plan_only
 from purelb.errors import ConfigError
-from purelb.kube import KubeClient, load_kubeconfig
+from purelb.kube import (
+    DEFAULT_CLIENT_SETTINGS,
+    KubeClient,
+    RateLimitSettings,
+    load_kubeconfig,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -64,6 +70,11 @@ TOKEN_BYTES = 32
 """Random bytes in the generated bearer token (256 bits)."""
 STATE_DIR_MODE = 0o700
 """The directory holds the token and the CA key: owner only."""
+IN_PROCESS_CLIENT = dataclasses.replace(
+    DEFAULT_CLIENT_SETTINGS, rate_limit=RateLimitSettings(qps=2000.0, burst=2000))
+"""The client rate limit protects a shared kube-apiserver (50 qps there). Here the server
+is ours, in this process, and has no other heavy client; at 50 qps the allocator (about
+three requests per Service) would hand out only ~16 addresses a second after a restart."""
 
 
 def default_crd_dir() -> Path:
@@ -216,7 +227,8 @@ class EmbeddedGateway:
             url = _url("https" if setup.config.tls_cert else "http", setup.client_url_host, port)
             write_kubeconfig(s.kubeconfig, server=url, token=setup.token, ca_pem=setup.ca_pem)
             LOGGER.info("event=embedded_api url=%s kubeconfig=%s", url, s.kubeconfig)
-            client = KubeClient(load_kubeconfig([s.kubeconfig]), role="embedded")
+            client = KubeClient(load_kubeconfig([s.kubeconfig]), role="embedded",
+                                settings=IN_PROCESS_CLIENT)
             info = await nursery.start(self._components, client, url, port)
             LOGGER.info("event=embedded_ready url=%s agent=%s", info.url, info.agent)
             task_status.started(info)

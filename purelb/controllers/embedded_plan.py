@@ -119,6 +119,20 @@ def _interface_settings(agents: Sequence[JSON]) -> tuple[str, str]:
     return "default", AgentSettings().virtual_interface
 
 
+def _log_changes(previous: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> None:
+    """One line per address that appeared in or left the plan (not the whole plan again)."""
+    def keyed(d: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+        return {a["address"]: a for a in (d or {}).get("addresses", ())}
+
+    old, new = keyed(previous), keyed(doc)
+    for address in new.keys() - old.keys():
+        a = new[address]
+        LOGGER.info("event=planned address=%s interface=%s kind=%s services=%s netlink=off",
+                    address, a["interface"], a["kind"], ",".join(a["services"]))
+    for address in old.keys() - new.keys():
+        LOGGER.info("event=unplanned address=%s netlink=off", address)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
@@ -174,10 +188,7 @@ async def run_plan_only(client: KubeClient, settings: PlanOnlySettings, *,
                 if doc != previous:
                     _write_atomically(settings.state_dir / PLAN_FILE,
                                       json.dumps(doc, indent=2).encode())
-                    for a in doc["addresses"]:
-                        LOGGER.info("event=planned address=%s interface=%s kind=%s services=%s "
-                                    "netlink=off", a["address"], a["interface"], a["kind"],
-                                    ",".join(a["services"]))
+                    _log_changes(previous, doc)
                     previous = doc
                 if not started:
                     task_status.started()
