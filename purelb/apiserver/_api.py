@@ -164,6 +164,13 @@ class KubeApi:
 
     # ---- entry point -----------------------------------------------------------------
     async def __call__(self, req: Request) -> Response | StreamResponse:
+        resp = await self._handle(req)
+        if LOG.isEnabledFor(logging.DEBUG):
+            LOG.debug("event=request method=%s target=%s user=%s status=%d", req.method,
+                      req.target, req.user or "-", resp.status)
+        return resp
+
+    async def _handle(self, req: Request) -> Response | StreamResponse:
         try:
             delay = self.faults.delay_for(req.target)
             if delay > 0:

@@ -121,6 +121,7 @@ def validate_crd(crd: dict[str, Any]) -> list[ResourceDef]:
             categories=tuple(names.get("categories") or ()),
             subresources=frozenset({"status"} if "status" in subs else ()),
             sets_generation=True, strategic=False, printer_columns=columns,
+            unconditional_update=False,
             schema=schema, crd_name=name,
         ))
     if causes:

@@ -122,6 +122,9 @@ async def serve_connection(
             try:
                 if length > max_body_bytes:
                     raise _BodyTooLarge
+                if conn.they_are_waiting_for_100_continue:  # curl does this for big bodies
+                    await stream.send_all(conn.send(h11.InformationalResponse(
+                        status_code=100, headers=[])) or b"")
                 body = await _read_body(conn, stream, max_body_bytes)
             except _BodyTooLarge:
                 await _send(conn, stream, too_large(), close=True)

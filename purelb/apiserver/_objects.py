@@ -340,6 +340,10 @@ class Objects:
             return self.create(rdef, namespace, created, opts, owned=True)
         new = self._check_body(rdef, body, namespace, name)
         want_rv = new["metadata"].get("resourceVersion")
+        if want_rv in (None, "") and not rdef.unconditional_update:
+            raise E.invalid(rdef.kind, name, [Cause(
+                "FieldValueInvalid", "Invalid value: 0x0: must be specified for an update",
+                "metadata.resourceVersion")], rdef.group)
         if want_rv not in (None, "") and str(want_rv) != old["metadata"]["resourceVersion"]:
             raise E.conflict(rdef.plural, name, rdef.group)
         return self._write_update(rdef, ns, old, self._merge_update(rdef, old, new, subresource),

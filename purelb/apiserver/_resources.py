@@ -52,6 +52,9 @@ class ResourceDef:
     """Name of the CRD that registered this resource ('' for built-ins)."""
     create_on_update: bool = False
     """A PUT of a missing object creates it (the real type's AllowCreateOnUpdate)."""
+    unconditional_update: bool = True
+    """A PUT may omit metadata.resourceVersion (AllowUnconditionalUpdate); false for
+    custom resources and CRDs, whose PUTs must name the version they replace."""
 
     @property
     def api_version(self) -> str:
@@ -134,7 +137,7 @@ BUILTINS: tuple[ResourceDef, ...] = (
        namespaced=False, create_on_update=True),
     _g("apiextensions.k8s.io", "v1", "customresourcedefinitions",
        "CustomResourceDefinition", namespaced=False, short_names=("crd", "crds"),
-       subresources=_STATUS, sets_generation=True),
+       subresources=_STATUS, sets_generation=True, unconditional_update=False),
 )
 
 CRD_STORAGE_KEY = "apiextensions.k8s.io/customresourcedefinitions"

@@ -163,9 +163,11 @@ class ApiServer:
                 if self.store.get(CRD_STORAGE_KEY, "", name) is None:
                     self.objects.create(rdef, "", d, opts)
                 else:
+                    current = self.store.get(CRD_STORAGE_KEY, "", name)
+                    assert current is not None
                     body = dict(d)
-                    body["metadata"] = {**d.get("metadata", {})}
-                    body["metadata"].pop("resourceVersion", None)
+                    body["metadata"] = {**d.get("metadata", {}),
+                                        "resourceVersion": current["metadata"]["resourceVersion"]}
                     self.objects.update(rdef, "", name, body, opts)
             except StatusError as exc:
                 raise ConfigError(f"CRD {name!r} rejected: {exc.message}", path="crd_paths",

@@ -50,6 +50,9 @@ class WatchStream:
     initial_events_end: bool
     timeout_s: float
     _columns_sent: bool = False
+    _sent_rv: int | None = None
+    """The resourceVersion this stream has delivered everything up to; the closing
+    bookmark must not claim more, or a client resuming from it skips events."""
 
     def _matches(self, obj: dict[str, Any] | None) -> bool:
         if obj is None:
@@ -113,8 +116,8 @@ class WatchStream:
                 with trio.move_on_after(self.timeout_s):
                     await self._stream(write)
                     return
-                if self.bookmarks:
-                    await write(self._bookmark(self.store.committed_rv))
+                if self.bookmarks and self._sent_rv is not None:
+                    await write(self._bookmark(self._sent_rv))
         except StatusError as err:
             body = {"type": "ERROR", "object": err.status()}
             await write((json.dumps(body, separators=(",", ":")) + "\n").encode())
@@ -134,10 +137,12 @@ class WatchStream:
                        if self._matches(o)]
             for obj in initial:
                 await write(self._encode("ADDED", obj))
+            self._sent_rv = pos
             if self.initial_events_end and self.bookmarks:
                 await write(self._bookmark(pos, initial_end=True))
         else:
             pos = self.start_rv
+            self._sent_rv = pos
         clock = trio.current_time
         next_bookmark = clock() + self.bookmark_interval_s
         while True:
@@ -154,6 +159,7 @@ class WatchStream:
             if batch:
                 await write(b"".join(batch))
             pos = head
+            self._sent_rv = pos
             if self.bookmarks and clock() >= next_bookmark:
                 await write(self._bookmark(pos))
                 next_bookmark = clock() + self.bookmark_interval_s

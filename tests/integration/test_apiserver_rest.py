@@ -400,3 +400,35 @@ async def test_a_watch_is_released_when_its_client_hangs_up(
         await stream.aclose()
         await srv.faults.wait_watches_at_most(0)
     assert (await client.get("/version")).status_code == 200
+
+
+async def test_put_of_a_custom_resource_must_carry_a_resource_version(
+    client: httpx.AsyncClient,
+) -> None:
+    path = "/apis/purelb.io/v1/namespaces/default/servicegroups"
+    sg = {"apiVersion": "purelb.io/v1", "kind": "ServiceGroup", "metadata": {"name": "g"},
+          "spec": {"local": {"v4pool": {"pool": "192.0.2.0/28", "subnet": "192.0.2.0/24"}}}}
+    created = (await client.post(path, json=sg)).json()
+    r = await client.put(f"{path}/g", json=sg)
+    assert r.status_code == 422
+    assert r.json()["details"]["causes"][0]["field"] == "metadata.resourceVersion"
+    sg["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"]
+    assert (await client.put(f"{path}/g", json=sg)).status_code == 200
+
+
+async def test_expect_100_continue_gets_an_interim_reply(srv: TestApiServer) -> None:
+    body = b'{"metadata": {"name": "c100"}}'
+    stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+    async with stream:
+        await stream.send_all(b"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\n"
+                              b"Host: x\r\nContent-Type: application/json\r\n"
+                              b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        with trio.fail_after(5):
+            interim = await stream.receive_some(1024)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        await stream.send_all(body)
+        reply = b""
+        with trio.fail_after(5):
+            while b"\r\n\r\n" not in reply:
+                reply += await stream.receive_some(65536)
+        assert reply.startswith(b"HTTP/1.1 201 ")
