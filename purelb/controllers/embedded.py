@@ -29,7 +29,6 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -41,13 +40,13 @@ from purelb.apiserver import ApiServer, ApiServerConfig, serve_apiserver
 from purelb.apiserver._kubeconfig import write_kubeconfig
 from purelb.apiserver._tls import load_or_make_self_signed
 from purelb.controllers.allocator import AllocatorDaemon, DaemonSettings
+from purelb.controllers.embedded_agent import HostAgent, HostAgentSettings
 from purelb.controllers.embedded_manifests import (
     Manifest,
     apply_manifests,
     load_manifests,
     plan_apply,
 )
-from purelb.controllers.embedded_plan import PlanOnlySettings, run_plan_only
 from purelb.errors import ConfigError
 from purelb.kube import (
     DEFAULT_CLIENT_SETTINGS,
@@ -95,6 +94,8 @@ class EmbeddedSettings:
     crd_paths: tuple[Path, ...] = field(default_factory=lambda: (default_crd_dir(),))
     netlink: bool = True
     """False: plan only, touch no interface (the non-root mode)."""
+    netns: str | None = None
+    """Network namespace whose interfaces the agent manages (None: this process's own)."""
     node_name: str = field(default_factory=socket.gethostname)
     namespace: str = DEFAULT_NAMESPACE
     metrics_host: str = "127.0.0.1"
@@ -201,14 +202,13 @@ def _url(scheme: str, host: str, port: int) -> str:
 class EmbeddedGateway:
     """The wiring (see the module docstring). ``info = await nursery.start(gw.run)``."""
 
-    def __init__(self, settings: EmbeddedSettings, *,
-                 agent_factory: Callable[..., object] | None = None) -> None:
+    def __init__(self, settings: EmbeddedSettings) -> None:
         self.settings = settings
         self.manifests: list[Manifest] = []
         self.allocator: AllocatorDaemon | None = None
+        self.agent: HostAgent | None = None
         self.server: ApiServer | None = None
         self.info: EmbeddedInfo | None = None
-        self._agent_factory = agent_factory
 
     def __repr__(self) -> str:
         return f"EmbeddedGateway({self.settings.state_dir}, info={self.info})"
@@ -249,23 +249,15 @@ class EmbeddedGateway:
             await nursery.start(self.allocator.run)
             alloc_metrics = _url("http", s.metrics_host, self.allocator.metrics_port)
             endpoints = {"allocator": alloc_metrics}
-            if s.netlink:
-                agent_kind = "netlink"
-                agent_metrics = await self._start_agent(client, nursery)
-                endpoints["agent"] = agent_metrics
-            else:
-                agent_kind = "plan-only"
-                await nursery.start(partial(run_plan_only, client, PlanOnlySettings(
-                    node_name=s.node_name, namespace=s.namespace, state_dir=s.state_dir)))
+            agent_kind = "netlink" if s.netlink else "plan-only"
+            self.agent = HostAgent(client, HostAgentSettings(
+                node_name=s.node_name, namespace=s.namespace, state_dir=s.state_dir,
+                netlink=s.netlink, netns=s.netns))
+            await nursery.start(self.agent.run)
             _write_json(s.state_dir / ENDPOINTS_FILE, endpoints)
             self.info = EmbeddedInfo(url, s.kubeconfig, port, alloc_metrics, agent_kind)
             task_status.started(self.info)
 
-    async def _start_agent(self, client: KubeClient, nursery: trio.Nursery) -> str:
-        """Start this host's node agent; its metrics URL."""
-        raise ConfigError(
-            "this build of purelb has no node agent daemon yet: run with --no-netlink "
-            "(allocate and plan without touching interfaces)", path="no-netlink", value=False)
 
 
 def _write_json(path: Path, doc: object) -> None:
