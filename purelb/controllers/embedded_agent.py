@@ -254,6 +254,7 @@ class HostAgent:
                                             settings.virtual_interface, vif_index),
                                         previous_local=self._local), only_me)
                 self.plans += 1
+                self._local = result.local  # before any announcement asks still_wins
                 if announcer is not None:
                     outcome = await writer.reconcile(result.specs(settings))
                     for err in outcome.errors:
@@ -269,7 +270,6 @@ class HostAgent:
                                 interval_s=settings.garp_interval_s,
                                 still_wins=partial(self._holds, ann.address)))
                     await self._report(result)
-                self._local = result.local
                 doc = plan_document(result, s.node_name, skipped, netlink=s.netlink)
                 if doc != previous:
                     _write_atomically(s.state_dir / PLAN_FILE, json.dumps(doc, indent=2).encode())
