@@ -193,6 +193,8 @@ class Status:
     """metrics URL -> state counts, or the error text."""
     plan: dict[str, Any] | None = None
     hot_path: str = ""
+    gossip_off: bool = False
+    """An embedded gateway without peers said so in its endpoints.json."""
 
 
 async def _scrape(url: str) -> dict[str, int] | str:
@@ -207,23 +209,28 @@ async def _scrape(url: str) -> dict[str, int] | str:
     return counts if counts else "no gossip metrics (gossip off)"
 
 
-def _side_files(kubeconfig: Path | None) -> tuple[list[str], dict[str, Any] | None]:
+def _side_files(kubeconfig: Path | None) -> tuple[list[str], dict[str, Any] | None, bool]:
+    """What an embedded gateway leaves beside its kubeconfig: agent metrics URLs, the
+    plan, and whether gossip is off."""
     if kubeconfig is None:
-        return [], None
+        return [], None, False
     base = kubeconfig.resolve().parent
     urls: list[str] = []
     plan = None
+    gossip_off = False
     try:
         endpoints = json.loads((base / ENDPOINTS_FILE).read_text())
-        if isinstance(endpoints, dict) and isinstance(endpoints.get("agent"), str):
-            urls.append(endpoints["agent"])
+        if isinstance(endpoints, dict):
+            if isinstance(endpoints.get("agent"), str):
+                urls.append(endpoints["agent"])
+            gossip_off = endpoints.get("gossip") == "off"
     except (OSError, ValueError):
         pass
     try:
         plan = json.loads((base / PLAN_FILE).read_text())
     except (OSError, ValueError):
         pass
-    return urls, plan
+    return urls, plan, gossip_off
 
 
 async def collect(args: argparse.Namespace) -> Status:
@@ -236,9 +243,9 @@ async def collect(args: argparse.Namespace) -> Status:
     async with KubeClient(config, role="status") as client:
         groups, _ = await client.list_all(SERVICE_GROUPS)
         services, _ = await client.list_all(SERVICES)
-    urls, plan = _side_files(kubeconfig)
+    urls, plan, gossip_off = _side_files(kubeconfig)
     status = Status(config.server, group_rows(groups, services), service_rows(services),
-                    plan=plan if plan and not urls else None, hot_path=fast.describe())
+                    plan=plan, hot_path=fast.describe(), gossip_off=gossip_off)
     for url in dict.fromkeys([*args.metrics, *urls]):
         status.members[url] = await _scrape(url)
     return status
@@ -268,7 +275,9 @@ def render(s: Status) -> str:
                       [(r.namespace, r.name, ",".join(r.addresses) or "<pending>",
                         r.group or "-", ", ".join(r.announcing) or "-") for r in s.services]))
     out += ["", "GOSSIP MEMBERS"]
-    if not s.members:
+    if not s.members and s.gossip_off:
+        out.append("gossip off: a single gateway, which announces every address itself")
+    elif not s.members:
         out.append("(no agent metrics endpoint known: pass --metrics URL)")
     for url, counts in s.members.items():
         if isinstance(counts, str):
@@ -276,7 +285,9 @@ def render(s: Status) -> str:
         else:
             out.append(f"{url}: " + " ".join(f"{k}={counts.get(k, 0)}" for k in MEMBER_STATES))
     if s.plan is not None:
-        out += ["", f"PLAN (node {s.plan.get('node')}, netlink disabled: nothing configured)"]
+        how = ("applied with netlink" if s.plan.get("netlink")
+               else "netlink disabled: nothing configured")
+        out += ["", f"PLAN (node {s.plan.get('node')}, {how})"]
         out.append(_table(("ADDRESS", "INTERFACE", "KIND", "SERVICES"),
                           [(a["address"], a["interface"], a["kind"], ",".join(a["services"]))
                            for a in s.plan.get("addresses", [])]))
@@ -295,7 +306,8 @@ def run(args: argparse.Namespace) -> int:
         doc = {"server": status.server, "hot_path": status.hot_path,
                "groups": [_asdict(g) for g in status.groups],
                "services": [_asdict(r) for r in status.services],
-               "members": status.members, "plan": status.plan}
+               "members": status.members, "gossip_off": status.gossip_off,
+               "plan": status.plan}
         print(json.dumps(doc, indent=2, default=str))
     else:
         print(render(status))

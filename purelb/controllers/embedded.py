@@ -248,7 +248,7 @@ class EmbeddedGateway:
                 metrics_host=s.metrics_host, metrics_port=0, leader_elect=False))
             await nursery.start(self.allocator.run)
             alloc_metrics = _url("http", s.metrics_host, self.allocator.metrics_port)
-            endpoints = {"allocator": alloc_metrics}
+            endpoints = {"allocator": alloc_metrics, "gossip": "off"}
             agent_kind = "netlink" if s.netlink else "plan-only"
             self.agent = HostAgent(client, HostAgentSettings(
                 node_name=s.node_name, namespace=s.namespace, state_dir=s.state_dir,
