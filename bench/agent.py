@@ -59,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spread", type=int, default=10, help="interfaces for the spread layout (default 10)"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--e2e", action="store_true",
+                        help="instead: create->address, failover, RSS and idle CPU of real "
+                             "agents in a namespace cluster (bench/agent_e2e.py)")
+    parser.add_argument("--trials", type=int, default=20, help="--e2e failover trials (20)")
+    parser.add_argument("--creates", type=int, default=30, help="--e2e Services created (30)")
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="--e2e seconds of idle CPU measurement (10)")
 
 
 def _addresses(family: int, count: int) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
@@ -143,6 +150,14 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("purelb bench agent needs root (network namespaces)", file=sys.stderr)
         return 2
+    if args.e2e:
+        from bench.agent_e2e import run_e2e
+
+        if args.trials < 1 or args.creates < 1:
+            print("--trials and --creates must be >= 1", file=sys.stderr)
+            return 2
+        return run_e2e(trials=args.trials, creates=args.creates, idle_s=args.idle,
+                       json_path=args.json)
     if args.count < 1 or args.spread < 1:
         print("--count and --spread must be >= 1", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from .records import LocalSubnet as LocalSubnet
 from .records import RouteInfo as RouteInfo
 from .settings import DEFAULT_AGENT_SETTINGS as DEFAULT_AGENT_SETTINGS
 from .settings import AgentSettings as AgentSettings
+from .settings import Ownership as Ownership
 from .settings import VirtualKind as VirtualKind
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "AgentSettings",
     "LinkInfo",
     "LocalSubnet",
+    "Ownership",
     "RouteInfo",
     "VirtualKind",
 ]

@@ -3,7 +3,9 @@
 Address requests and address dumps are the hot path (a reconcile of 10,000 addresses is
 10,000 requests plus a dump of as many), so they are packed and parsed here with ``struct``:
 pyroute2's generic ``ifaddrmsg`` encoder costs about 60 us a message, which alone caps a
-writer near 15k ops/s. Links and routes are rare and use pyroute2's ``ifinfmsg``/``rtmsg``.
+writer near 15k ops/s. Links and routes are hand-coded too: importing pyroute2 pulls in
+asyncio, multiprocessing, sqlite3 and unittest (about 8 MB of the agent's resident memory)
+for the few fields read here.
 ``tests/unit/test_agent_codec.py`` checks the hand codec against pyroute2's classes both
 ways, so the two cannot drift apart silently.
 """
@@ -15,9 +17,6 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from .records import (
     INFINITY_LIFETIME,
@@ -67,6 +66,22 @@ ERRNO = struct.Struct("=i")
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _VERSION = {socket.AF_INET: 4, socket.AF_INET6: 6}
+
+
+# ifinfomsg / rtmsg and the attributes read or sent (if_link.h, rtnetlink.h)
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+RTMSG = struct.Struct("=BBBBBBBBI")  # family dst_len src_len tos table protocol scope type flags
+RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex
+IFLA_ADDRESS = 1
+IFLA_IFNAME = 3
+IFLA_LINKINFO = 18
+IFLA_INFO_KIND = 1
+RTA_DST = 1
+RTA_OIF = 4
+RTA_PRIORITY = 6
+RTA_MULTIPATH = 9
+RTA_TABLE = 15
+RTN_UNICAST = 1
 
 
 def _align(n: int) -> int:
@@ -137,30 +152,19 @@ def encode_link_request(
     ifi_flags: int = 0,
     ifi_change: int = 0,
 ) -> bytes:
-    """An RTM_NEWLINK/RTM_DELLINK request, encoded by pyroute2's ``ifinfmsg``."""
-    msg = ifinfmsg()
-    msg["family"] = socket.AF_UNSPEC
-    msg["index"] = index
-    msg["flags"] = ifi_flags
-    msg["change"] = ifi_change
-    attrs: list[tuple[str, object]] = []
+    """An RTM_NEWLINK/RTM_DELLINK request (strings NUL-terminated, as iproute2 sends them)."""
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, ifi_flags, ifi_change)
     if ifname is not None:
-        attrs.append(("IFLA_IFNAME", ifname))
+        body += _attr(IFLA_IFNAME, ifname.encode() + b"\0")
     if kind is not None:
-        attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind)]}))
-    msg["attrs"] = attrs
-    msg["header"]["type"] = msg_type
-    msg["header"]["flags"] = flags
-    msg["header"]["sequence_number"] = seq
-    msg.encode()
-    return bytes(msg.data)
+        body += _attr(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, kind.encode() + b"\0"))
+    return _header(msg_type, flags, seq, body)
 
 
 # Per-device IPv4 settings over netlink (include/uapi/linux/if_link.h, ip.h).
 IFLA_AF_SPEC = 26
 IFLA_INET_CONF = 1
 IPV4_DEVCONF_PROMOTE_SECONDARIES = 20
-IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 
 
 def encode_ipv4_devconf(index: int, *, seq: int, conf: int, value: int) -> bytes:
@@ -262,38 +266,56 @@ def decode_addr(data: bytes) -> AddressInfo:
     )
 
 
+def _attrs(data: bytes, offset: int, end: int | None = None) -> dict[int, bytes]:
+    """rtattrs from ``offset`` to ``end`` as type -> payload (the first of each type)."""
+    out: dict[int, bytes] = {}
+    end = len(data) if end is None else end
+    while offset + RTATTR.size <= end:
+        length, kind = RTATTR.unpack_from(data, offset)
+        if length < RTATTR.size or offset + length > end:
+            raise ValueError(f"rtattr of length {length} at offset {offset} overruns {end}")
+        out.setdefault(kind & 0x3FFF, data[offset + RTATTR.size : offset + length])  # no flags
+        offset += _align(length)
+    return out
+
+
+def _asciiz(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode()
+
+
 def decode_link(data: bytes) -> LinkInfo:
-    """Parse one RTM_NEWLINK message with pyroute2's ``ifinfmsg``."""
-    msg = ifinfmsg(data)
-    msg.decode()
-    mac = msg.get_attr("IFLA_ADDRESS")
-    linkinfo = msg.get_attr("IFLA_LINKINFO")
-    kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None
-    return LinkInfo(
-        index=msg["index"],
-        name=msg.get_attr("IFLA_IFNAME"),
-        kind=kind,
-        flags=msg["flags"],
-        mac=bytes.fromhex(mac.replace(":", "")) if mac else None,
-    )
+    """Parse one RTM_NEWLINK message (header included)."""
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(data, NLMSG_HDR.size)
+    attrs = _attrs(data, NLMSG_HDR.size + IFINFOMSG.size)
+    if IFLA_IFNAME not in attrs:
+        raise ValueError(f"RTM_NEWLINK for index {index} without IFLA_IFNAME")
+    kind = None
+    if IFLA_LINKINFO in attrs:
+        info = _attrs(attrs[IFLA_LINKINFO], 0)
+        kind = _asciiz(info[IFLA_INFO_KIND]) if IFLA_INFO_KIND in info else None
+    mac = attrs.get(IFLA_ADDRESS)
+    return LinkInfo(index=index, name=_asciiz(attrs[IFLA_IFNAME]), kind=kind, flags=flags,
+                    mac=bytes(mac) if mac else None)
 
 
 def decode_route(data: bytes) -> RouteInfo | None:
     """Parse one RTM_NEWROUTE message; None for routes outside the main unicast table."""
-    msg = rtmsg(data)
-    msg.decode()
-    table = msg.get_attr("RTA_TABLE") or msg["table"]
-    if table != RT_TABLE_MAIN or msg["type"] != 1:  # RTN_UNICAST
+    family, dst_len, _s, _tos, table, _proto, _scope, rtype, _f = RTMSG.unpack_from(
+        data, NLMSG_HDR.size)
+    attrs = _attrs(data, NLMSG_HDR.size + RTMSG.size)
+    if RTA_TABLE in attrs:
+        table = U32.unpack(attrs[RTA_TABLE][:4])[0]
+    version = _VERSION.get(family)
+    if table != RT_TABLE_MAIN or rtype != RTN_UNICAST or version is None:
         return None
-    version = _VERSION.get(msg["family"])
-    if version is None:
-        return None
-    dst_raw = msg.get_attr("RTA_DST")
-    dst = ipaddress.ip_network(
-        (dst_raw or ("0.0.0.0" if version == 4 else "::"), msg["dst_len"]), strict=False
-    )
-    oif = msg.get_attr("RTA_OIF")
-    if oif is None:
-        hops = msg.get_attr("RTA_MULTIPATH") or []
-        oif = hops[0]["oif"] if hops else None
-    return RouteInfo(family=version, dst=dst, oif=oif, priority=msg.get_attr("RTA_PRIORITY") or 0)
+    raw = attrs.get(RTA_DST)
+    cls = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+    value = int.from_bytes(raw, "big") if raw else 0
+    dst = cls((value, dst_len), strict=False)
+    oif: int | None = None
+    if RTA_OIF in attrs:
+        oif = U32.unpack(attrs[RTA_OIF][:4])[0]
+    elif RTA_MULTIPATH in attrs and len(attrs[RTA_MULTIPATH]) >= RTNEXTHOP.size:
+        oif = RTNEXTHOP.unpack_from(attrs[RTA_MULTIPATH], 0)[3]
+    prio = U32.unpack(attrs[RTA_PRIORITY][:4])[0] if RTA_PRIORITY in attrs else 0
+    return RouteInfo(family=version, dst=dst, oif=oif, priority=prio)

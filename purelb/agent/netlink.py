@@ -11,6 +11,11 @@ reconcile only deletes or replaces addresses with that mark, so an address an op
 added by hand is never touched, and a reconcile at start-up removes whatever a previous
 run of the agent left behind.
 
+Kernels before 6.3 ignore IFA_PROTO. There (or with ``Ownership.STATE_FILE``) the writer
+sends proto 0 and keeps a :class:`~purelb.agent.ledger.Ledger` of what it added instead;
+dumped addresses found in the ledger are reported with ``proto = settings.address_proto``,
+so the diff and interface discovery work unchanged.
+
 Cancellation: a request whose ACK was not read when the caller was cancelled may or may
 not have been applied. Nothing is cached between calls, so the next ``reconcile`` (which
 starts with a dump) heals it; stray ACKs of old sequence numbers are skipped.
@@ -18,6 +23,7 @@ starts with a dump) heals it; stray ACKs of old sequence numbers are skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -32,9 +38,10 @@ import trio
 from . import codec
 from .diff import AddrDiff, diff_addresses
 from .errors import AddressOpError, LinkOpError, NetlinkProtocolError, UnsupportedKernelError
+from .ledger import Ledger, ledger_path
 from .netns import open_socket
-from .records import IFF_UP, AddressInfo, AddrSpec, LinkInfo, RouteInfo
-from .settings import DEFAULT_AGENT_SETTINGS, AgentSettings, VirtualKind
+from .records import IFF_UP, AddressInfo, AddrSpec, IPInterface, LinkInfo, RouteInfo
+from .settings import DEFAULT_AGENT_SETTINGS, AgentSettings, Ownership, VirtualKind
 
 LOGGER = logging.getLogger(__name__)
 
@@ -92,9 +99,16 @@ class NetlinkWriter:
     """
 
     def __init__(
-        self, sock: trio.socket.SocketType, *, settings: AgentSettings, netns: str | None
+        self,
+        sock: trio.socket.SocketType,
+        *,
+        settings: AgentSettings,
+        netns: str | None,
+        ledger: Ledger | None = None,
     ) -> None:
         self._sock = sock
+        self._ledger = ledger
+        self._wire_proto = 0 if ledger is not None else settings.address_proto
         self._settings = settings
         self._netns = netns
         self._seq = 0
@@ -116,11 +130,19 @@ class NetlinkWriter:
             NetnsError: the namespace does not exist or cannot be entered.
         """
         release = os.uname().release
-        if not kernel_supports_ifa_proto(release):
+        supported = kernel_supports_ifa_proto(release)
+        mode = settings.ownership
+        if mode is Ownership.IFA_PROTO and not supported:
             raise UnsupportedKernelError(
                 f"kernel {release} cannot mark addresses with IFA_PROTO (needs Linux >= 6.3); "
-                "the agent could not tell its own addresses from an operator's"
+                "use ownership 'state-file' (or 'auto')"
             )
+        ledger = None
+        if mode is Ownership.STATE_FILE or (mode is Ownership.AUTO and not supported):
+            path = ledger_path(settings.state_dir, netns)
+            ledger = await trio.to_thread.run_sync(Ledger.load, path)
+            LOGGER.info("event=ownership mode=state-file path=%s kernel=%s owned=%d",
+                        path, release, len(ledger))
         sock = await open_socket(netns, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
         try:
             try:
@@ -132,12 +154,17 @@ class NetlinkWriter:
         except BaseException:
             sock.close()
             raise
-        return cls(sock, settings=settings, netns=netns)
+        return cls(sock, settings=settings, netns=netns, ledger=ledger)
 
     @property
     def proto(self) -> int:
-        """The IFA_PROTO value that marks this agent's addresses."""
+        """The IFA_PROTO value that marks this agent's addresses in dumps."""
         return self._settings.address_proto
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """The ownership state file in use (None: IFA_PROTO marks ownership)."""
+        return self._ledger
 
     async def aclose(self) -> None:
         self._sock.close()
@@ -264,9 +291,20 @@ class NetlinkWriter:
         """Every address (``family`` 0 = both; socket.AF_INET or AF_INET6 for one)."""
         msgs = await self._dump(codec.RTM_GETADDR, family)
         try:
-            return tuple(codec.decode_addr(m.data) for m in msgs if m.type == codec.RTM_NEWADDR)
+            infos = tuple(codec.decode_addr(m.data) for m in msgs if m.type == codec.RTM_NEWADDR)
         except ValueError as exc:
             raise NetlinkProtocolError(f"malformed address dump: {exc}") from exc
+        ledger = self._ledger
+        if ledger is None:
+            return infos
+        if family == 0:
+            ledger.retain(_ledger_key(i.index, i.interface) for i in infos)
+        return tuple(
+            dataclasses.replace(i, proto=self.proto)
+            if _ledger_key(i.index, i.interface) in ledger
+            else i
+            for i in infos
+        )
 
     async def dump_routes(self, family: int) -> tuple[RouteInfo, ...]:
         """Unicast routes of the main table for one family (socket.AF_INET / AF_INET6)."""
@@ -290,7 +328,9 @@ class NetlinkWriter:
         ``replace`` also adopts an existing unmarked address (the kernel rewrites its
         proto); ``reconcile`` never does that to a foreign address.
         """
-        req = codec.encode_addr_request(spec, seq=0, proto=self.proto, replace=replace)
+        req = codec.encode_addr_request(spec, seq=0, proto=self._wire_proto, replace=replace)
+        if self._ledger is not None:
+            self._ledger.claim([_ledger_key(spec.index, spec.interface)])
         (code,) = await self._transact([req])
         if code:
             raise self._addr_error(
@@ -310,10 +350,12 @@ class NetlinkWriter:
                 f"{info.proto} is not ours ({self.proto}); it was configured by someone else"
             )
         spec = AddrSpec(index=info.index, interface=info.interface)
-        req = codec.encode_addr_request(spec, seq=0, proto=self.proto, delete=True)
+        req = codec.encode_addr_request(spec, seq=0, proto=self._wire_proto, delete=True)
         (code,) = await self._transact([req])
         if code and code != errno.EADDRNOTAVAIL:
             raise self._addr_error("delete", info.index, info.interface, code)
+        if self._ledger is not None:
+            self._ledger.forget([_ledger_key(info.index, info.interface)])
 
     async def apply(self, diff: AddrDiff) -> tuple[AddressOpError, ...]:
         """Apply a diff (deletes first, then adds as replace), pipelined.
@@ -321,14 +363,23 @@ class NetlinkWriter:
         Returns the refused operations; every other one was applied. An address that
         vanished before its delete counts as deleted.
         """
-        proto = self.proto
+        proto = self._wire_proto
         enc = codec.encode_addr_request
+        if self._ledger is not None:
+            self._ledger.claim(_ledger_key(s.index, s.interface) for s in diff.add)
         reqs = [
             enc(AddrSpec(index=a.index, interface=a.interface), seq=0, proto=proto, delete=True)
             for a in diff.delete
         ]
         reqs += [enc(s, seq=0, proto=proto) for s in diff.add]
         codes = await self._transact(reqs)
+        if self._ledger is not None:
+            ndel = len(diff.delete)
+            self._ledger.forget(
+                _ledger_key(a.index, a.interface)
+                for a, code in zip(diff.delete, codes[:ndel], strict=True)
+                if code in (0, errno.EADDRNOTAVAIL)
+            )
         if not any(codes):
             return ()
         if not self._names:
@@ -487,6 +538,10 @@ class NetlinkWriter:
             if link is None:
                 raise LinkOpError("find", name, errno=errno.ENODEV, detail="vanished after up")
         return link
+
+
+def _ledger_key(index: int, interface: IPInterface) -> tuple[int, str]:
+    return (index, str(interface))
 
 
 def _by_name(links: Iterable[LinkInfo], name: str) -> LinkInfo | None:

@@ -32,6 +32,18 @@ class VirtualKind(enum.Enum):
     """Never create: use the interface someone else made (any kind); fail if it is missing."""
 
 
+class Ownership(enum.Enum):
+    """How the agent recognises the addresses it added (and may therefore remove)."""
+
+    AUTO = "auto"
+    """IFA_PROTO where the kernel has it (Linux >= 6.3), else the state file."""
+    IFA_PROTO = "ifa-proto"
+    """Mark each address with ``address_proto`` in the kernel; refuse older kernels."""
+    STATE_FILE = "state-file"
+    """Record owned addresses in ``state_dir``: for 5.x kernels, which ignore IFA_PROTO.
+    Survives an agent restart, not a reboot (/run is a tmpfs) -- nor do the addresses."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentSettings:
     """Timings, lifetimes and interface choices of the node-side I/O."""
@@ -71,6 +83,13 @@ class AgentSettings:
     address_proto: int = 0x7A
     """IFA_PROTO value marking addresses this agent added (kernel >= 6.3). Values 0-3 are
     the kernel's own; 0x7A is otherwise unused. Every agent on a host must agree."""
+
+    ownership: Ownership = Ownership.AUTO
+    """How own addresses are recognised; see Ownership."""
+
+    state_dir: str = "/run/purelb"
+    """Directory of the ownership state file (Ownership.STATE_FILE). /run is cleared at
+    boot together with the addresses the file describes."""
 
     netlink_batch: int = 128
     """Requests sent per netlink write before reading their ACKs. Each ACK costs about

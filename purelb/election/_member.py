@@ -463,10 +463,13 @@ async def _timer(member: Member) -> None:
         member._timer_target = swim.next_deadline()
         with trio.move_on_at(member._timer_target):
             await member._wake.wait()
-        member._wake = trio.Event()
         member._timer_target = math.inf
         swim.tick(trio.current_time())
         member._flush()
+        # _flush saw the target at inf and set the wake event; the loop recomputes the
+        # target from next_deadline() anyway, so drop that self-wake (no checkpoint since).
+        # Resetting it before the flush made this loop spin at full speed while idle.
+        member._wake = trio.Event()
 
 
 async def _seeder(member: Member, provider: SeedProvider) -> None:

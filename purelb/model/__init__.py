@@ -18,6 +18,10 @@ from purelb.model._addresses import parse_range as parse_range
 from purelb.model._annotations import parse_addresses as parse_addresses
 from purelb.model._errors import InvalidField as InvalidField
 from purelb.model._errors import Reason as Reason
+from purelb.model._lbnodeagent import AgentConfigChoice as AgentConfigChoice
+from purelb.model._lbnodeagent import LBNodeAgentConfig as LBNodeAgentConfig
+from purelb.model._lbnodeagent import choose_config as choose_config
+from purelb.model._lbnodeagent import parse_lbnodeagent as parse_lbnodeagent
 from purelb.model._service import IPFamilyPolicy as IPFamilyPolicy
 from purelb.model._service import Service as Service
 from purelb.model._service import ServiceKey as ServiceKey
@@ -39,11 +43,13 @@ __all__ = [
     "FAMILY_BITS",
     "AddressPool",
     "AddressRange",
+    "AgentConfigChoice",
     "GroupSet",
     "IPAddress",
     "IPFamilyPolicy",
     "IPNetwork",
     "InvalidField",
+    "LBNodeAgentConfig",
     "LocalSpec",
     "NetboxSpec",
     "PoolType",
@@ -56,10 +62,12 @@ __all__ = [
     "ServicePort",
     "address_from_int",
     "annotations",
+    "choose_config",
     "family_name",
     "parse_address",
     "parse_addresses",
     "parse_cidr",
+    "parse_lbnodeagent",
     "parse_range",
     "parse_service",
     "parse_service_group",

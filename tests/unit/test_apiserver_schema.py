@@ -125,7 +125,7 @@ def test_lbnodeagent_defaults_legacy_fields() -> None:
     assert lbna.schema is not None
     out = lbna.schema.default({"spec": {"local": {}}})
     assert out["spec"]["local"] == {"localint": "default", "extlbint": "kube-lb0",
-                                    "sendgarp": False}
+                                    "extlbintKind": "dummy", "sendgarp": False}
 
 
 def test_invalid_crds_are_rejected_with_causes() -> None:
