@@ -40,7 +40,7 @@ from purelb.apiserver import ApiServer, ApiServerConfig, serve_apiserver
 from purelb.apiserver._kubeconfig import write_kubeconfig
 from purelb.apiserver._tls import load_or_make_self_signed
 from purelb.controllers.allocator import AllocatorDaemon, DaemonSettings
-from purelb.controllers.embedded_agent import HostAgent, HostAgentSettings
+from purelb.controllers.embedded_agent import PLAN_FILE, HostAgent, HostAgentSettings
 from purelb.controllers.embedded_manifests import (
     Manifest,
     apply_manifests,
@@ -96,6 +96,12 @@ class EmbeddedSettings:
     """False: plan only, touch no interface (the non-root mode)."""
     netns: str | None = None
     """Network namespace whose interfaces the agent manages (None: this process's own)."""
+    gossip_bind: str | None = None
+    """``HOST[:PORT]`` of this gateway's gossip member. Gossip is off unless this or
+    ``gossip_peers`` is set: a lone gateway needs no election."""
+    gossip_peers: tuple[str, ...] = ()
+    """Other gateways of a multi-gateway site (``HOST[:PORT]``): turns gossip on, and the
+    node agent daemon (``purelb agent``'s) runs instead of the single-gateway agent."""
     node_name: str = field(default_factory=socket.gethostname)
     namespace: str = DEFAULT_NAMESPACE
     metrics_host: str = "127.0.0.1"
@@ -117,10 +123,21 @@ class EmbeddedSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together", path="tls_cert",
                               value=self.tls_cert)
+        if self.gossip and not self.netlink:
+            raise ConfigError("--no-netlink plans for a single gateway; gossip (--gossip-bind/"
+                              "--gossip-peer) needs the node agent, which needs netlink",
+                              path="gossip-peer", value=list(self.gossip_peers))
+        if self.gossip_peers and not self.gossip_bind:
+            raise ConfigError("--gossip-peer needs --gossip-bind HOST[:PORT]: the address the "
+                              "peers reach this gateway at", path="gossip-bind", value=None)
         for p in self.crd_paths:
             if not p.exists():
                 raise ConfigError(f"CRD path {p} does not exist: pass --crd DIR (deploy/crds "
                                   "of the purelb source tree)", path="crd", value=str(p))
+
+    @property
+    def gossip(self) -> bool:
+        return bool(self.gossip_bind or self.gossip_peers)
 
     @property
     def loopback(self) -> bool:
@@ -207,6 +224,7 @@ class EmbeddedGateway:
         self.manifests: list[Manifest] = []
         self.allocator: AllocatorDaemon | None = None
         self.agent: HostAgent | None = None
+        self.agent_daemon: object | None = None
         self.server: ApiServer | None = None
         self.info: EmbeddedInfo | None = None
 
@@ -249,15 +267,48 @@ class EmbeddedGateway:
             await nursery.start(self.allocator.run)
             alloc_metrics = _url("http", s.metrics_host, self.allocator.metrics_port)
             endpoints = {"allocator": alloc_metrics, "gossip": "off"}
-            agent_kind = "netlink" if s.netlink else "plan-only"
-            self.agent = HostAgent(client, HostAgentSettings(
-                node_name=s.node_name, namespace=s.namespace, state_dir=s.state_dir,
-                netlink=s.netlink, netns=s.netns))
-            await nursery.start(self.agent.run)
+            if s.gossip:
+                # the plan file belongs to the single-gateway agent; never show a stale one
+                (s.state_dir / PLAN_FILE).unlink(missing_ok=True)
+                agent_kind = "gossip"
+                endpoints["gossip"] = "on"
+                endpoints["agent"] = await self._start_agent_daemon(client, nursery)
+            else:
+                agent_kind = "netlink" if s.netlink else "plan-only"
+                self.agent = HostAgent(client, HostAgentSettings(
+                    node_name=s.node_name, namespace=s.namespace, state_dir=s.state_dir,
+                    netlink=s.netlink, netns=s.netns))
+                await nursery.start(self.agent.run)
             _write_json(s.state_dir / ENDPOINTS_FILE, endpoints)
             self.info = EmbeddedInfo(url, s.kubeconfig, port, alloc_metrics, agent_kind)
             task_status.started(self.info)
 
+
+
+    async def _start_agent_daemon(self, client: KubeClient, nursery: trio.Nursery) -> str:
+        """The cluster's node agent (gossip, election among gateways); its metrics URL.
+
+        Its gossip key is the Secret ``purelb-gossip`` in the install namespace: give the
+        same Secret manifest to every gateway of the site with ``--config``.
+        """
+        from purelb.controllers.agent import (
+            DEFAULT_GOSSIP_PORT,
+            AgentDaemon,
+            AgentDaemonSettings,
+        )
+        from purelb.election import parse_address
+
+        s = self.settings
+        assert s.gossip_bind is not None  # checked in EmbeddedSettings
+        daemon = AgentDaemon(client, AgentDaemonSettings(
+            node_name=s.node_name, namespace=s.namespace, metrics_host=s.metrics_host,
+            metrics_port=0, netns=s.netns,
+            gossip_bind=parse_address(s.gossip_bind, default_port=DEFAULT_GOSSIP_PORT),
+            gossip_seeds=tuple(parse_address(p, default_port=DEFAULT_GOSSIP_PORT)
+                               for p in s.gossip_peers)))
+        await nursery.start(daemon.run)
+        self.agent_daemon = daemon
+        return _url("http", s.metrics_host, daemon.metrics_port)
 
 
 def _write_json(path: Path, doc: object) -> None:

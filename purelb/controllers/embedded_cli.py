@@ -51,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crd", type=Path, action="extend", nargs="+", default=None,
                         metavar="PATH", help=f"CRD files or directories (default "
                                              f"{default_crd_dir()})")
+    g = parser.add_argument_group("gossip (a site with several gateways; off by default)")
+    g.add_argument("--gossip-bind", default=None, metavar="HOST[:PORT]",
+                   help="this gateway's gossip address (turns gossip on)")
+    g.add_argument("--gossip-peer", action="append", default=[], metavar="HOST[:PORT]",
+                   help="another gateway of the site (repeatable); needs the same gossip key "
+                        "Secret (purelb-gossip) in every gateway's --config")
     parser.add_argument("--tls-cert", type=Path, default=None, metavar="FILE")
     parser.add_argument("--tls-key", type=Path, default=None, metavar="FILE")
     parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
@@ -63,7 +69,8 @@ def settings_from_args(args: argparse.Namespace) -> EmbeddedSettings:
     return EmbeddedSettings(
         state_dir=args.state_dir, host=host, port=port, config_paths=tuple(args.config),
         netlink=not args.no_netlink, node_name=args.node_name or socket.gethostname(),
-        namespace=args.namespace, tls_cert=args.tls_cert, tls_key=args.tls_key, **extra)
+        namespace=args.namespace, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        gossip_bind=args.gossip_bind, gossip_peers=tuple(args.gossip_peer), **extra)
 
 
 async def serve(settings: EmbeddedSettings) -> None:
