@@ -44,5 +44,5 @@ def test_gossip_needs_netlink_and_a_bind_address(tmp_path: Path) -> None:
 
 
 def test_listen_must_be_an_ip_address(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'gateway.local' must be an IP address"):
+    with pytest.raises(ConfigError, match=r"'gateway\.local' must be an IP address"):
         EmbeddedSettings(state_dir=tmp_path, host="gateway.local")

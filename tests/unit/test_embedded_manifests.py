@@ -82,5 +82,5 @@ def test_a_missing_config_path_is_a_clear_error(tmp_path: Path) -> None:
 def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml"):
         load_manifests([bad], install_namespace=NS)
