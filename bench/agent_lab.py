@@ -13,9 +13,11 @@ Used by tests/netns/test_agent_e2e_ns.py and ``purelb bench agent --e2e``. Topol
 
 LAN 172.31.L.0/24 (L chosen free in the root namespace, default 255) and fd00:db8:ff::/64;
 virtual pools 172.31.254.0/24 and fd00:db8:fe::/64 exist only inside the namespaces.
-Every process is started with PR_SET_PDEATHSIG and in its own session; ``close`` kills
-them by process group, then every pid left in each namespace, then deletes the namespaces
-(in that order: ``ip netns del`` with a live process leaves the namespace alive).
+Logs and state files live in a temporary directory, removed at the end unless
+``PURELB_LAB_KEEP=1``. Every process is started with PR_SET_PDEATHSIG and in its own
+session; ``close`` kills them by process group, then every pid left in each namespace,
+then deletes the namespaces (in that order: ``ip netns del`` with a live process leaves
+the namespace alive).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import ctypes
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -242,6 +245,10 @@ class AgentLab:
             delete_ns(ns)
         self.namespaces.clear()
         ip("link", "del", f"{self.base}h", check=False)
+        if os.environ.get("PURELB_LAB_KEEP"):
+            print(f"agent lab logs kept in {self.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _kill(self, proc: Proc) -> None:
         try:
@@ -491,14 +498,17 @@ protocol bgp tor6 from tor {{ neighbor {self.v6(1)} as {ROUTER_AS};
     # ------------------------------------------------------------------ Services
 
     def create_service(self, name: str, *, group: str, etp: str = "Cluster",
-                       families: tuple[str, ...] = ("IPv4", "IPv6")) -> None:
+                       families: tuple[str, ...] = ("IPv4", "IPv6"),
+                       annotations: dict[str, str] | None = None,
+                       port: tuple[int, str] = (ECHO_PORT, "UDP")) -> None:
         assert self.api is not None
         self.api.create("/api/v1/namespaces/default/services", {
-            "metadata": {"name": name, "annotations": {"purelb.io/service-group": group}},
+            "metadata": {"name": name, "annotations": {"purelb.io/service-group": group,
+                                                       **(annotations or {})}},
             "spec": {"type": "LoadBalancer", "externalTrafficPolicy": etp,
                      "ipFamilyPolicy": "RequireDualStack" if len(families) == 2
                      else "SingleStack", "ipFamilies": list(families),
-                     "ports": [{"port": ECHO_PORT, "protocol": "UDP"}]}})
+                     "ports": [{"port": port[0], "protocol": port[1]}]}})
 
     def ingress(self, name: str, *, timeout_s: float = 10.0) -> list[str]:
         assert self.api is not None

@@ -73,9 +73,13 @@ def annotations(lab: AgentLab, name: str) -> dict[str, str]:
 
 
 def test_hand_added_addresses_are_recorded_before_the_agents_act(lab: AgentLab):
-    """Set up the 'person added this by hand' addresses checked at the end of the module."""
-    ip("addr", "add", "172.31.254.250/32", "dev", "kube-lb0", ns=lab.node_ns(1))
-    ip("addr", "add", f"{lab.v4(240)}/24", "dev", "eth0", ns=lab.node_ns(1))
+    """Set up the 'person added this by hand' addresses checked at the end of the module.
+
+    Every node gets them, so they live through hard kills, graceful stops (which withdraw
+    the agent's own addresses) and restarts (which sweep what a previous run left)."""
+    for k in (1, 2, 3):
+        ip("addr", "add", "172.31.254.250/32", "dev", "kube-lb0", ns=lab.node_ns(k))
+        ip("addr", "add", f"{lab.v4(240 + k)}/24", "dev", "eth0", ns=lab.node_ns(k))
 
 
 def test_local_v4_and_v6_sit_on_exactly_one_node_and_the_client_reaches_them(lab: AgentLab):
@@ -130,6 +134,23 @@ def test_graceful_stop_hands_over_at_once(lab: AgentLab, family):
     one_holder(lab, address)
 
 
+def test_a_shared_local_address_is_held_by_one_node_for_both_services(lab: AgentLab):
+    share = {"purelb.io/allow-shared-ip": "team-a"}
+    lab.create_service("share-a", group="lan", families=("IPv4",), annotations=share)
+    (address,) = lab.ingress("share-a")
+    lab.create_service("share-b", group="lan", families=("IPv4",), port=(8080, "TCP"),
+                       annotations={**share, "purelb.io/addresses": address})
+    assert lab.ingress("share-b") == [address]
+    node = one_holder(lab, address)
+    want = f"node{node},eth0,{address}"
+    for name in ("share-a", "share-b"):
+        wait_until(lambda n=name: annotations(lab, n).get("purelb.io/announcing-IPv4") == want,
+                   CONVERGE_S, f"{name} annotated by node{node}")
+    for name in ("share-a", "share-b"):
+        lab.delete_service(name)
+    wait_until(lambda: lab.holders(address) == [], CONVERGE_S, "shared address withdrawn")
+
+
 def test_virtual_addresses_sit_on_kube_lb0_of_every_node(lab: AgentLab):
     lab.create_service("virt1", group="virt")
     for address in lab.ingress("virt1"):
@@ -179,8 +200,9 @@ def test_deleting_the_service_withdraws_addresses_and_routes(lab: AgentLab):
 
 
 def test_hand_added_addresses_survive_reconciles_and_graceful_stops(lab: AgentLab):
-    assert "172.31.254.250" in lab.addresses(1, "kube-lb0")
-    assert lab.v4(240) in lab.addresses(1, "eth0")
+    for k in (1, 2, 3):
+        assert "172.31.254.250" in lab.addresses(k, "kube-lb0")
+        assert lab.v4(240 + k) in lab.addresses(k, "eth0")
 
 
 def scrape(lab: AgentLab, k: int) -> str:
