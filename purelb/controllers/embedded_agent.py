@@ -19,7 +19,6 @@ scope bounded by ``shutdown_grace_s``.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -41,14 +40,13 @@ from purelb.agent.plan import (
     NodeName,
     Plan,
     PlanInput,
-    ServiceInput,
     ServiceKey,
     VirtualInterface,
     plan,
 )
 from purelb.agent.records import IPAddress
-from purelb.errors import ApiError, ConfigError
-from purelb.ipam.index import AddressIndex
+from purelb.controllers.agent_inputs import build_inputs, parse_groups
+from purelb.errors import ApiError
 from purelb.kube import (
     LB_NODE_AGENTS,
     SERVICE_GROUPS,
@@ -57,7 +55,6 @@ from purelb.kube import (
     NotFound,
     Reflector,
 )
-from purelb.model import annotations, parse_service, validate_service_groups
 
 LOGGER = logging.getLogger(__name__)
 
@@ -89,39 +86,15 @@ class HostAgentSettings:
 
 def build_addresses(services: Iterable[JSON], groups: Iterable[JSON]
                     ) -> tuple[tuple[AddressInput, ...], tuple[str, ...]]:
-    """Allocated Service addresses placed by their groups (PURE); also what was skipped."""
-    accepted = validate_service_groups(list(groups)).accepted
-    index = AddressIndex(accepted)
-    by_address: dict[IPAddress, list[ServiceInput]] = {}
-    skipped: list[str] = []
-    for obj in services:
-        try:
-            svc = parse_service(obj)
-        except ConfigError as exc:
-            skipped.append(str(exc))
-            continue
-        if not svc.is_load_balancer or not svc.ingress:
-            continue
-        if svc.annotations.get(annotations.ALLOCATED_BY) != annotations.BRAND:
-            continue
-        for text in dict.fromkeys(svc.ingress):
-            try:
-                ip = ipaddress.ip_address(text)
-            except ValueError:
-                skipped.append(f"Service {svc.key}: ingress {text!r} is not an IP address")
-                continue
-            by_address.setdefault(ip, []).append(ServiceInput(ServiceKey(svc.key)))
-    out: list[AddressInput] = []
-    for ip, entries in by_address.items():
-        placement = index.placement(ip)
-        if placement is None:
-            skipped.append(f"address {ip}: in no accepted ServiceGroup")
-            continue
-        aggregation = (None if placement.prefix_length == placement.subnet.prefixlen
-                       else placement.prefix_length)
-        out.append(AddressInput(ip, placement.subnet, aggregation, tuple(entries)))
-    out.sort(key=lambda a: (a.address.version, a.address.packed))
-    return tuple(out), tuple(skipped)
+    """Allocated Service addresses placed by their groups, with what was skipped and why.
+
+    The node agent's own rules (``agent_inputs``). A gateway has no Pods, hence no
+    EndpointSlices: an ``externalTrafficPolicy: Local`` Service has no local endpoint here.
+    """
+    accepted, bad_groups = parse_groups(groups)
+    inputs = build_inputs(services, accepted, lambda _ns, _name: ())
+    return inputs.addresses, tuple(f"{x.what}: {x.reason}" for x in (*bad_groups,
+                                                                     *inputs.skipped))
 
 
 def plan_document(p: Plan, node: str, skipped: Sequence[str], *, netlink: bool

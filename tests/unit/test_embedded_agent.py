@@ -33,7 +33,7 @@ def test_allocated_addresses_are_placed_by_their_group_and_shared_ones_merged() 
          _svc("c", ["203.0.113.9"]), _svc("d", ["198.51.100.11"], brand=False)], GROUPS)
     assert [(a.address, a.aggregation, [s.key for s in a.services]) for a in addrs] == [
         (ipaddress.ip_address("198.51.100.10"), 32, ["default/a", "default/b"])]
-    assert skipped == ("address 203.0.113.9: in no accepted ServiceGroup",)
+    assert skipped == ("address 203.0.113.9: in no accepted ServiceGroup pool; held by default/c",)
 
 
 def test_gossip_needs_netlink_and_a_bind_address(tmp_path: Path) -> None:
