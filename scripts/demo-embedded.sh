@@ -76,11 +76,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-in_gw() { if [ "$NO_NETLINK" = 0 ]; then ip netns exec "$GW" "$@"; else "$@"; fi; }
+# "ip netns exec" execs the program, so $! below is purelb itself (killed by PID at cleanup)
+if [ "$NO_NETLINK" = 0 ]; then GWEXEC=(ip netns exec "$GW"); else GWEXEC=(); fi
+in_gw() { "${GWEXEC[@]}" "$@"; }
 
 start_embedded() {
   # $@: extra flags. Starts purelb embedded and waits for its ready line.
-  in_gw "$PURELB" embedded --config examples --state-dir "$STATE/state" \
+  "${GWEXEC[@]}" "$PURELB" embedded --config examples --state-dir "$STATE/state" \
       --listen "$LISTEN" --node-name gateway "$@" >"$STATE/ready" 2>"$LOG" &
   EMBEDDED_PID=$!
   for _ in $(seq $((READY_TIMEOUT_S * 10))); do
