@@ -20,11 +20,18 @@ DEMO_TIMEOUT_S = 180
 PURELB = Path(sys.executable).with_name("purelb")
 
 
-def _env(prefix: str) -> dict[str, str]:
+def _env(prefix: str, tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
     env.update(PURELB_DEMO_PREFIX=prefix, PURELB=str(PURELB), PYTHON=sys.executable,
-               HOME=env.get("HOME", "/root"))
+               HOME=env.get("HOME", "/root"), TMPDIR=str(tmp))
     return env
+
+
+def _leftovers(tmp: Path) -> list[str]:
+    """Processes still running with the demo's state directory (under ``tmp``) in argv."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True,
+                         check=True).stdout
+    return [line for line in out.splitlines() if str(tmp) in line and "ps -eo" not in line]
 
 
 def _namespaces(prefix: str) -> list[str]:
@@ -47,15 +54,16 @@ def prefix() -> str:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
-def _run(prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(DEMO), *args], cwd=REPO, env=_env(prefix),
+def _run(prefix: str, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(DEMO), *args], cwd=REPO, env=_env(prefix, tmp),
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=DEMO_TIMEOUT_S, check=False)
 
 
 @pytest.mark.root
-def test_demo_sandbox_allocates_attracts_and_answers_from_the_lan(prefix: str) -> None:
-    res = _run(prefix, "--once")
+def test_demo_sandbox_allocates_attracts_and_answers_from_the_lan(prefix: str,
+                                                                  tmp_path: Path) -> None:
+    res = _run(prefix, tmp_path, "--once")
     out = res.stdout
     assert res.returncode == 0, f"stdout:\n{out}\nstderr:\n{res.stderr}"
     # allocations: the local pool, the dual-stack pool and the virtual pool
@@ -80,15 +88,18 @@ def test_demo_sandbox_allocates_attracts_and_answers_from_the_lan(prefix: str) -
     assert "every allocated address is reachable from the LAN" in out
     assert "demo: sandbox removed" in out
     assert _namespaces(prefix) == []
+    assert _leftovers(tmp_path) == []
 
 
 @pytest.mark.root
-def test_demo_no_netlink_mode_allocates_and_shows_the_plan_without_a_sandbox(prefix: str
-                                                                             ) -> None:
-    res = _run(prefix, "--once", "--no-netlink")
+def test_demo_no_netlink_mode_allocates_and_shows_the_plan_without_a_sandbox(
+        prefix: str, tmp_path: Path) -> None:
+    res = _run(prefix, tmp_path, "--once", "--no-netlink")
     out = res.stdout
     assert res.returncode == 0, f"stdout:\n{out}\nstderr:\n{res.stderr}"
     assert "default/web 172.31.255.200" in out
     assert "PLAN (node gateway, netlink disabled: nothing configured)" in out
     assert "198.51.100.10/32" in out
     assert _namespaces(prefix) == []
+    assert _leftovers(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []  # the state directory went with it
