@@ -162,8 +162,17 @@ class EmbeddedInfo:
 
 def prepare_state_dir(path: Path) -> Path:
     """Create the state directory owner-only; refuse one others can write."""
-    path.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
-    mode = path.stat().st_mode & 0o777
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
+        mode = path.stat().st_mode & 0o777
+        writable = os.access(path, os.W_OK)
+    except PermissionError:
+        writable = False
+        mode = 0
+    if not writable:
+        raise ConfigError(f"state directory {path} cannot be created or written by this user: "
+                          "run as root or pass --state-dir DIR", path="state-dir",
+                          value=str(path))
     if mode & 0o022:
         raise ConfigError(f"state directory {path} is writable by others (mode {mode:o}); "
                           "chmod 700 it", path="state-dir", value=str(path))

@@ -27,6 +27,8 @@ from purelb.kube import (
     SECRETS,
     SERVICE_GROUPS,
     SERVICES,
+    BadRequest,
+    Invalid,
     KubeClient,
     NotFound,
     Resource,
@@ -149,8 +151,12 @@ async def apply_manifests(client: KubeClient, manifests: Sequence[Manifest]) -> 
             before = await client.get(m.resource, m.name, namespace=m.namespace)
         except NotFound:
             before = None
-        out = await client.apply(m.resource, m.body, field_manager=FIELD_MANAGER, force=True,
-                                 namespace=m.namespace)
+        try:
+            out = await client.apply(m.resource, m.body, field_manager=FIELD_MANAGER,
+                                     force=True, namespace=m.namespace)
+        except (Invalid, BadRequest) as exc:  # the file is wrong, not the server
+            raise ConfigError(f"{m.source}: {label} rejected: {exc}", path="config",
+                              value=label) from None
         if before is None:
             created.append(label)
         elif _rv(before) == _rv(out):

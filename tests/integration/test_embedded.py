@@ -261,3 +261,17 @@ def test_embedded_refuses_plain_http_off_loopback_without_credentials(tmp_path: 
         capture_output=True, text=True, timeout=60, check=True)
     assert res.stdout.split() == ["True", "True", "127.0.0.1"]
     assert stat.S_IMODE((state / "token").stat().st_mode) == 0o600
+
+
+def test_embedded_refuses_a_manifest_the_api_rejects_naming_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad-group.yaml"
+    bad.write_text("apiVersion: purelb.io/v1\nkind: ServiceGroup\nmetadata: {name: bad}\n"
+                   "spec: {local: {v4pools: [{subnet: 10.0.0.0/24, pool: 10.0.0.1-10.0.0.9, "
+                   "aggregation: 7}]}}\n")
+    res = subprocess.run([sys.executable, "-m", "purelb", "embedded", "--state-dir",
+                          str(tmp_path / "s"), "--listen", "127.0.0.1:0", "--no-netlink",
+                          "--config", str(bad)], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert f"{bad} (document 1): ServiceGroup purelb-system/bad rejected" in res.stderr
+    assert "aggregation" in res.stderr

@@ -46,3 +46,15 @@ def test_gossip_needs_netlink_and_a_bind_address(tmp_path: Path) -> None:
 def test_listen_must_be_an_ip_address(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"'gateway\.local' must be an IP address"):
         EmbeddedSettings(state_dir=tmp_path, host="gateway.local")
+
+
+def test_a_state_directory_others_can_write_is_refused(tmp_path: Path) -> None:
+    from purelb.controllers.embedded import prepare_state_dir
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    with pytest.raises(ConfigError, match="writable by others"):
+        prepare_state_dir(shared)
+    fresh = prepare_state_dir(tmp_path / "new" / "state")
+    assert fresh.stat().st_mode & 0o777 == 0o700
