@@ -78,6 +78,7 @@ from purelb.kube import (
     ENDPOINT_SLICES,
     ENDPOINTSLICE_BY_SERVICE,
     LB_NODE_AGENTS,
+    PODS,
     SECRETS,
     SERVICE_GROUPS,
     SERVICES,
@@ -135,7 +136,11 @@ class AgentDaemonSettings:
     ``agent.local_valid_lft_s``, checked)."""
     join_wait_s: float = 3.0
     """Longest wait for another gossip member before claiming local addresses alone. Three
-    join attempts at the LAN preset; a lone node (no seeds) does not wait."""
+    join attempts at the LAN preset; a node with no seeds configured and no other agent
+    pod does not wait."""
+    seed_pods_selector: str = "app.kubernetes.io/component=lbnodeagent"
+    """Without static seeds, the agent pods matching this label selector in the install
+    namespace are the seeds (their pod IPs: host addresses, the DaemonSet is hostNetwork)."""
     shutdown_grace_s: float = 2.0
     """Bound of the shielded withdrawal at shutdown (a few netlink round trips normally)."""
     reflector: ReflectorSettings = field(default_factory=ReflectorSettings)
@@ -198,6 +203,7 @@ class AgentDaemon:
         self._virtual: frozenset[IPAddress] = frozenset()
         self._warned: set[tuple[str, str, str]] = set()
         self._selector_warned = False
+        self._pod_seeds_seen = False
         self._member: Member | None = None
         self.reconciles = 0
         """Reconciles done (status and tests)."""
@@ -306,6 +312,8 @@ class AgentDaemon:
         s = self.settings
         config, settings = self._config()
         key_version, keyring = self._keyring()
+        if not s.gossip_seeds:
+            await self.gossip_seeds()  # learn whether other agents exist before deciding to wait
         async with await NetlinkWriter.open(s.netns, settings) as writer, \
                 await Announcer.open(s.netns) as announcer:
             vif = await writer.ensure_virtual_interface()
@@ -320,7 +328,8 @@ class AgentDaemon:
                 meta=MemberMeta(subnets=nets, ready=False), timings=s.gossip_timings)
             async with trio.open_nursery() as nursery:
                 member: Member = await nursery.start(partial(
-                    serve_member, member_cfg, registry=self.metrics.registry))
+                    serve_member, member_cfg, seed_provider=self.gossip_seeds,
+                    registry=self.metrics.gossip_registry()))
                 self._member = member
                 nursery.start_soon(self._follow_membership, member)
                 self.health.set(NETLINK, True)
@@ -330,6 +339,8 @@ class AgentDaemon:
                                      nursery)
                 finally:
                     self.health.set(NETLINK, False)
+                    # a restarted core starts from nothing: re-announce, re-report
+                    self._local = self._virtual = frozenset()
                     with trio.move_on_after(s.shutdown_grace_s, shield=True) as scope:
                         result = await writer.remove_owned()
                         LOGGER.info("event=addresses_withdrawn count=%d",
@@ -349,11 +360,27 @@ class AgentDaemon:
                     self.poke()
 
     def _joined(self, member: Member, started: float) -> bool:
-        if not self.settings.gossip_seeds:
-            return True
         if len(member.alive_members()) > 1:
             return True
+        if not self.settings.gossip_seeds and not self._pod_seeds_seen:
+            return True  # a one-node cluster: nobody to wait for
         return trio.current_time() - started >= self.settings.join_wait_s
+
+    async def gossip_seeds(self) -> list[Address]:
+        """Static seeds, else the other agent pods' IPs (the gossip seed provider)."""
+        s = self.settings
+        if s.gossip_seeds:
+            return list(s.gossip_seeds)
+        page = await self._client.list(PODS, namespace=s.namespace,
+                                       label_selector=s.seed_pods_selector)
+        own = (s.gossip_advertise or s.gossip_bind).host
+        seeds = []
+        for pod in page.get("items") or ():
+            ip = str((pod.get("status") or {}).get("podIP") or "")
+            if ip and ip != own:
+                seeds.append(Address(ip, s.gossip_bind.port))
+        self._pod_seeds_seen = bool(seeds)
+        return seeds
 
     async def _loop(self, writer: NetlinkWriter, announcer: Announcer, member: Member,
                     vif: LinkInfo, nets: tuple[IPNetwork, ...], key_version: str,

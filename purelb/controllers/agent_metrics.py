@@ -7,13 +7,32 @@ member registers its ``purelb_gossip_*`` families in the same registry, so one s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from purelb import fast
 
 #: reconcile latency buckets (seconds): a no-op is one address dump (~1 ms); a change is
 #: a few pipelined netlink requests more; the tail is a large first sweep.
 RECONCILE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class _Delegate(Collector):
+    """Serves the metrics of the current gossip member's own registry.
+
+    The member registers its families when it starts; a restarted core starts a new member,
+    which would collide with the old families in one registry. Each member gets a fresh
+    registry instead, and this collector (registered once) forwards to the newest."""
+
+    def __init__(self) -> None:
+        self.target: CollectorRegistry | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.target is not None:
+            yield from self.target.collect()
 
 
 class AgentMetrics:
@@ -58,6 +77,13 @@ class AgentMetrics:
                                      "Failed writes to the Kubernetes API", ["kind"], registry=r)
         Gauge("purelb_hot_path_info", "Active hot-path implementation (1 = active)",
               ["implementation"], registry=r).labels(fast.IMPLEMENTATION).set(1)
+        self._gossip = _Delegate()
+        r.register(self._gossip)
+
+    def gossip_registry(self) -> CollectorRegistry:
+        """A fresh registry for a (re)started gossip member, served from now on."""
+        self._gossip.target = CollectorRegistry()
+        return self._gossip.target
 
     def set_config_state(self, state: str) -> None:
         for s in ("default", "configured", "deselected", "invalid"):

@@ -4,7 +4,6 @@ per-user audit set."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import ssl
 import stat
@@ -18,8 +17,8 @@ import trio
 import yaml
 
 from purelb.apiserver.testing import open_test_apiserver
+from tests.kubectl_bin import KUBECTL
 
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 HAVE_KUBECTL = os.path.exists(KUBECTL)
 STARTUP_TIMEOUT_S = 20
 

@@ -199,6 +199,28 @@ def test_deleting_the_service_withdraws_addresses_and_routes(lab: AgentLab):
     wait_until(lambda: lab.router_routes(f"{v6}/128") == [], CONVERGE_S, "v6 route withdrawn")
 
 
+def test_renaming_the_virtual_interface_restarts_the_core_and_moves_the_addresses(
+        lab: AgentLab):
+    """A supervised restart of the netlink owner (new writer, new gossip member)."""
+    assert lab.api is not None
+    lab.create_service("virt2", group="virt", families=("IPv4",))
+    (v4,) = lab.ingress("virt2")
+    wait_until(lambda: lab.holders(v4, "kube-lb0") == [1, 2, 3], CONVERGE_S, "on kube-lb0")
+    path = "/apis/purelb.io/v1/namespaces/purelb-system/lbnodeagents/default"
+    lab.api.merge(path, {"spec": {"local": {"extlbint": "kube-lb1"}}})
+    try:
+        wait_until(lambda: lab.holders(v4, "kube-lb1") == [1, 2, 3], CONVERGE_S,
+                   "moved to kube-lb1 on every node")
+        assert lab.holders(v4, "kube-lb0") == []
+        assert "purelb_gossip_members" in scrape(lab, 1)  # the new member's metrics served
+        v4l, _ = lab.ingress("local1")
+        one_holder(lab, v4l)
+    finally:
+        lab.api.merge(path, {"spec": {"local": {"extlbint": "kube-lb0"}}})
+    wait_until(lambda: lab.holders(v4, "kube-lb0") == [1, 2, 3], CONVERGE_S, "back")
+    lab.delete_service("virt2")
+
+
 def test_hand_added_addresses_survive_reconciles_and_graceful_stops(lab: AgentLab):
     for k in (1, 2, 3):
         assert "172.31.254.250" in lab.addresses(k, "kube-lb0")
