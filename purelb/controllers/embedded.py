@@ -8,8 +8,10 @@ cluster, and talk over real HTTP on loopback with the same client::
       apiserver   purelb.apiserver (SQLite under the state directory)   <- kubectl, status
       bootstrap   kubeconfig written, start-up manifests server-side applied (idempotent)
       allocator   AllocatorDaemon (no leader election: one writer by construction)
-      agent       the node agent for this host (netlink: kube-lb0 + the NIC, GARP/NA)
-                  or, with --no-netlink, the plan only (embedded_plan): no interface touched
+      agent       gossip off (default): embedded_agent.HostAgent, this host the only
+                  candidate (netlink: kube-lb0 + the NIC, GARP/NA; --no-netlink: the plan
+                  only, no interface touched); gossip on (--gossip-bind/--gossip-peer):
+                  the node agent daemon of ``purelb agent``, electing among gateways
 
 State directory (``0700``): ``purelb.db`` (SQLite, WAL, synchronous=FULL: an acknowledged
 write survives ``kill -9``), ``kubeconfig`` (0600), and off loopback the generated CA,
