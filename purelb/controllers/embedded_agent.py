@@ -46,7 +46,7 @@ from purelb.agent.plan import (
 )
 from purelb.agent.records import IPAddress
 from purelb.controllers.agent_inputs import build_inputs, parse_groups
-from purelb.errors import ApiError
+from purelb.errors import ApiError, ConfigError
 from purelb.kube import (
     LB_NODE_AGENTS,
     SERVICE_GROUPS,
@@ -185,7 +185,15 @@ class HostAgent:
                 if not s.netlink:
                     await self._loop(writer, None, task_status)
                     return
-                async with await Announcer.open(s.netns) as announcer:
+                try:
+                    announcer = await Announcer.open(s.netns)
+                except PermissionError as exc:
+                    raise ConfigError(
+                        f"the agent cannot open its raw sockets ({exc}): it needs root (or "
+                        "CAP_NET_ADMIN and CAP_NET_RAW); run as root, or pass --no-netlink to "
+                        "allocate and plan without touching interfaces",
+                        path="no-netlink", value=False) from None
+                async with announcer:
                     try:
                         await self._loop(writer, announcer, task_status)
                     finally:

@@ -59,11 +59,15 @@ class Embedded:
 
 
 def start_embedded(state_dir: Path, configs: Sequence[Path], *, extra: Sequence[str] = (),
-                   netns: str | None = None, log_name: str = "embedded.log") -> Embedded:
+                   netns: str | None = None, log_name: str = "embedded.log",
+                   wrap: Sequence[str] = ()) -> Embedded:
+    """Start ``purelb embedded`` (inside ``netns``, under the ``wrap`` command) and wait
+    for its ready line."""
     argv = [sys.executable, "-m", "purelb", "embedded", "--state-dir", str(state_dir),
             "--listen", "127.0.0.1:0", "--node-name", "gw1", *extra]
     for c in configs:
         argv += ["--config", str(c)]
+    argv = [*wrap, *argv]
     if netns is not None:
         argv = ["ip", "netns", "exec", netns, *argv]
     log = state_dir.parent / log_name

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -275,3 +276,29 @@ def test_embedded_refuses_a_manifest_the_api_rejects_naming_the_file(tmp_path: P
     assert res.returncode == 2, res.stderr[-2000:]
     assert f"{bad} (document 1): ServiceGroup purelb-system/bad rejected" in res.stderr
     assert "aggregation" in res.stderr
+
+
+SETPRIV = shutil.which("setpriv")
+NO_CAPS = [SETPRIV or "setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
+"""Run a command with every capability dropped: what a non-root user has for netlink and
+raw sockets (the uid stays 0 only so the test venv under /root stays readable)."""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(SETPRIV is None, reason="setpriv (util-linux) not found")
+def test_no_netlink_mode_runs_without_any_privilege(tmp_path: Path) -> None:
+    with embedded(tmp_path / "state", [EDGE], extra=NO_NETLINK, wrap=NO_CAPS) as e:
+        status = Path(f"/proc/{e.proc.pid}/status").read_text()
+        assert "CapEff:\t0000000000000000" in status
+        with e.http() as c:
+            assert wait_addresses(c, ["web"])["web"] == ("172.31.255.200",)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(SETPRIV is None, reason="setpriv (util-linux) not found")
+def test_netlink_mode_without_privilege_fails_with_the_hint(tmp_path: Path) -> None:
+    res = subprocess.run([*NO_CAPS, sys.executable, "-m", "purelb", "embedded", "--state-dir",
+                          str(tmp_path / "s"), "--listen", "127.0.0.1:0", "--config", str(EDGE)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "needs root" in res.stderr and "--no-netlink" in res.stderr
