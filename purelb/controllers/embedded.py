@@ -38,6 +38,7 @@ from pathlib import Path
 import trio
 
 import purelb
+from purelb.agent import AgentSettings
 from purelb.apiserver import ApiServer, ApiServerConfig, serve_apiserver
 from purelb.apiserver._kubeconfig import write_kubeconfig
 from purelb.apiserver._tls import load_or_make_self_signed
@@ -288,7 +289,9 @@ class EmbeddedGateway:
                 agent_kind = "netlink" if s.netlink else "plan-only"
                 self.agent = HostAgent(client, HostAgentSettings(
                     node_name=s.node_name, namespace=s.namespace, state_dir=s.state_dir,
-                    netlink=s.netlink, netns=s.netns))
+                    netlink=s.netlink, netns=s.netns,
+                    # on kernels without IFA_PROTO the ownership ledger lives with our state
+                    agent=AgentSettings(state_dir=str(s.state_dir))))
                 await nursery.start(self.agent.run)
             _write_json(s.state_dir / ENDPOINTS_FILE, endpoints)
             self.info = EmbeddedInfo(url, s.kubeconfig, port, alloc_metrics, agent_kind)

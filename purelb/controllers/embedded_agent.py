@@ -137,6 +137,10 @@ def _log_changes(previous: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> 
                     "on" if doc.get("netlink") else "off")
     for address in sorted(old.keys() - new.keys()):
         LOGGER.info("event=unplanned address=%s", address)
+    for warning in sorted(set(doc.get("warnings", ())) - set((previous or {}).get("warnings", ()))):
+        LOGGER.warning("event=plan_warning message=%r", warning)
+    for skipped in sorted(set(doc.get("skipped", ())) - set((previous or {}).get("skipped", ()))):
+        LOGGER.warning("event=plan_skipped reason=%r", skipped)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
