@@ -253,7 +253,17 @@ class EmbeddedGateway:
         setup = server_setup(s)
         self.server = ApiServer(setup.config)
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(partial(serve_apiserver, setup.config, server=self.server))
+            try:
+                port = await nursery.start(partial(serve_apiserver, setup.config,
+                                                   server=self.server))
+            except* OSError as group:
+                exc: BaseException = group
+                while isinstance(exc, BaseExceptionGroup):
+                    exc = exc.exceptions[0]
+                raise ConfigError(f"cannot listen on {s.host}:{s.port}: "
+                                  f"{getattr(exc, 'strerror', None) or exc}; pick another "
+                                  "--listen", path="listen", value=f"{s.host}:{s.port}"
+                                  ) from None
             url = _url("https" if setup.config.tls_cert else "http", setup.client_url_host, port)
             write_kubeconfig(s.kubeconfig, server=url, token=setup.token, ca_pem=setup.ca_pem)
             LOGGER.info("event=embedded_api url=%s kubeconfig=%s", url, s.kubeconfig)

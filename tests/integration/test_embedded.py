@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -302,3 +303,16 @@ def test_netlink_mode_without_privilege_fails_with_the_hint(tmp_path: Path) -> N
                          capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 2, res.stderr[-2000:]
     assert "needs root" in res.stderr and "--no-netlink" in res.stderr
+
+
+def test_embedded_names_the_address_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = subprocess.run([sys.executable, "-m", "purelb", "embedded", "--state-dir",
+                              str(tmp_path / "s"), "--listen", f"127.0.0.1:{port}",
+                              "--no-netlink", "--config", str(EDGE)], capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in res.stderr
