@@ -573,9 +573,7 @@ class AgentDaemon:
         meta = obj.get("metadata") or {}
         current = meta.get("annotations") or {}
         ns, name = meta.get("namespace"), meta.get("name")
-        sets = {k: v for k, v in wanted.items() if current.get(k) != v}
-        stale = [k for k in ANNOUNCING_KEYS.values() if k not in wanted
-                 and str(current.get(k, "")).startswith(f"{self.node},")]
+        sets, stale = annotation_changes(current, wanted, self.node)
         try:
             if sets:
                 await self._client.patch(SERVICES, str(name), {"metadata": {"annotations": sets}},
@@ -591,6 +589,19 @@ class AgentDaemon:
             self.metrics.update_errors.labels("service").inc()
             LOGGER.info("event=annotation_write_skipped service=%s/%s error=%s (the next "
                         "reconcile retries)", ns, name, exc)
+
+
+def annotation_changes(current: Mapping[str, str], wanted: Mapping[str, str], node: str
+                       ) -> tuple[dict[str, str], list[str]]:
+    """(annotations to set, announcing keys to remove) for one Service. Pure.
+
+    Set what differs from ``wanted``; remove an ``announcing`` key we no longer want only
+    while its value still names this node (another node's value is its business).
+    """
+    sets = {k: v for k, v in wanted.items() if current.get(k) != v}
+    stale = [k for k in ANNOUNCING_KEYS.values() if k not in wanted
+             and str(current.get(k, "")).startswith(f"{node},")]
+    return sets, stale
 
 
 class _Restart(Exception):

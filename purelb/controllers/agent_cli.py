@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None,
                         help=f"metrics port ($PURELB_PORT, {DEFAULT_METRICS_PORT}; 0 = any)")
     parser.add_argument("--netns", default=None,
-                        help="manage the interfaces of this network namespace (name or path)")
+                        help="manage the interfaces of this network namespace (name or path); "
+                             "gossip and metrics sockets stay in the process's own namespace")
     g = parser.add_argument_group("gossip")
     g.add_argument("--gossip-bind", default=None, metavar="HOST[:PORT]",
                    help="UDP address of the gossip member ($PURELB_GOSSIP_BIND, else "

@@ -91,7 +91,15 @@ def test_local_v4_and_v6_sit_on_exactly_one_node_and_the_client_reaches_them(lab
         with lab.client_socket(family) as sock:
             wait_until(lambda s=sock, a=address, n=node: probe(s, a) == f"node{n}", CONVERGE_S,
                        f"client reaches {address} on node{node}")
-    ann = annotations(lab, "local1")
+    for address in (v4, v6):
+        k = one_holder(lab, address)
+        (entry,) = [a for link in json.loads(ip("-j", "addr", "show", "dev", "eth0",
+                                                ns=lab.node_ns(k)))
+                    for a in link["addr_info"] if a["local"] == address]
+        # the NIC's prefix, no second subnet route, a finite lifetime the agent refreshes
+        assert entry["prefixlen"] == (24 if address == v4 else 64)
+        assert entry.get("noprefixroute") is True
+        assert 0 < entry["valid_life_time"] <= 300
     n4, n6 = one_holder(lab, v4), one_holder(lab, v6)
     wait_until(lambda: annotations(lab, "local1").get("purelb.io/announcing-IPv4")
                == f"node{n4},eth0,{v4}", CONVERGE_S, "IPv4 announcing annotation")
@@ -197,6 +205,35 @@ def test_deleting_the_service_withdraws_addresses_and_routes(lab: AgentLab):
         wait_until(lambda a=a: lab.holders(a, "kube-lb0") == [], CONVERGE_S, f"{a} withdrawn")
     wait_until(lambda: lab.router_routes(f"{v4}/32") == [], CONVERGE_S, "v4 route withdrawn")
     wait_until(lambda: lab.router_routes(f"{v6}/128") == [], CONVERGE_S, "v6 route withdrawn")
+
+
+def test_a_refused_address_is_reported_and_retried(lab: AgentLab):
+    """IPv6 disabled on node3's kube-lb0: the kernel refuses the add (Warning Event), the
+    other nodes are unaffected, and the next reconcile after the fix adds it."""
+    assert lab.api is not None
+    api = lab.api
+    ns3 = lab.node_ns(3)
+    subprocess.run(["ip", "netns", "exec", ns3, "sysctl", "-qw",
+                    "net.ipv6.conf.kube-lb0.disable_ipv6=1"], check=True)
+    try:
+        lab.create_service("v6only", group="virt", families=("IPv6",))
+        (v6,) = lab.ingress("v6only")
+        wait_until(lambda: lab.holders(v6, "kube-lb0") == [1, 2], CONVERGE_S, "nodes 1, 2")
+
+        def failed() -> bool:
+            events = api.get("/apis/events.k8s.io/v1/namespaces/default/events")["items"]
+            return any(e["regarding"]["name"] == "v6only" and e["type"] == "Warning"
+                       and e["reason"] == "AnnouncementFailed" for e in events)
+
+        wait_until(failed, CONVERGE_S, "AnnouncementFailed event")
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns3, "sysctl", "-qw",
+                        "net.ipv6.conf.kube-lb0.disable_ipv6=0"], check=True)
+    # the periodic resync (or any change) retries; a change is quicker than waiting
+    lab.create_service("nudge", group="virt", families=("IPv4",))
+    wait_until(lambda: lab.holders(v6, "kube-lb0") == [1, 2, 3], CONVERGE_S, "retried")
+    lab.delete_service("nudge")
+    lab.delete_service("v6only")
 
 
 def test_renaming_the_virtual_interface_restarts_the_core_and_moves_the_addresses(

@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 
 from purelb.agent.plan import TrafficPolicy
+from purelb.controllers.agent import annotation_changes
 from purelb.controllers.agent_inputs import build_inputs, parse_endpoint_slice, parse_groups
 
 GROUPS = [
@@ -108,3 +109,18 @@ def test_build_inputs_is_independent_of_service_order(etp):
             svc("c", "fd00:db8:ff::201")]
     assert build_inputs(objs, groups(), slices({})).addresses == build_inputs(
         list(reversed(objs)), groups(), slices({})).addresses
+
+
+@pytest.mark.parametrize(("current", "wanted", "sets", "stale"), [
+    ({}, {"purelb.io/announcing-IPv4": "n1,eth0,10.0.0.1"},
+     {"purelb.io/announcing-IPv4": "n1,eth0,10.0.0.1"}, []),
+    ({"purelb.io/announcing-IPv4": "n1,eth0,10.0.0.1"},
+     {"purelb.io/announcing-IPv4": "n1,eth0,10.0.0.1"}, {}, []),
+    ({"purelb.io/announcing-IPv4": "n1,eth0,10.0.0.1"}, {}, {}, ["purelb.io/announcing-IPv4"]),
+    ({"purelb.io/announcing-IPv4": "n2,eth0,10.0.0.1"}, {}, {}, []),
+    ({"purelb.io/announcing-IPv6": "n10,eth0,fd00::1"}, {}, {}, []),
+], ids=["new value is set", "unchanged value writes nothing", "our stale value is removed",
+        "another node's value is left alone", "a node name sharing our prefix is not ours"])
+def test_annotation_changes_write_only_differences_and_never_clear_others(
+        current, wanted, sets, stale):
+    assert annotation_changes(current, wanted, "n1") == (sets, stale)
