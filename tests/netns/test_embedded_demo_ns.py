@@ -8,6 +8,7 @@ prefix and kills anything left in them, whatever happened.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -55,9 +56,18 @@ def prefix() -> str:
 
 
 def _run(prefix: str, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(DEMO), *args], cwd=REPO, env=_env(prefix, tmp),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=DEMO_TIMEOUT_S, check=False)
+    """Run the demo in its own session; on a timeout the whole group is killed (the
+    namespaces then go in the fixture's teardown)."""
+    proc = subprocess.Popen(["bash", str(DEMO), *args], cwd=REPO, env=_env(prefix, tmp),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=DEMO_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.mark.root
