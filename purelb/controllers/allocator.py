@@ -47,7 +47,7 @@ from purelb.controllers.leadership import Elector, LeaseTimings, run_election
 from purelb.controllers.supervisor import Backoff, supervise
 from purelb.controllers.workqueue import RETRY_BACKOFF, WorkQueue
 from purelb.errors import ApiError, ConfigError
-from purelb.ipam.allocator import AllocatorSettings
+from purelb.ipam.allocator import Allocator, AllocatorSettings
 from purelb.kube import (
     DEFAULT_REFLECTOR_SETTINGS,
     SERVICE_GROUPS,
@@ -140,7 +140,8 @@ class DaemonSettings:
                                   value=getattr(self, name))
 
     def local(self) -> DaemonSettings:
-        """Fast preset for loopback tests: short watches, backoff, lease and intervals."""
+        """These settings with fast timings for loopback tests: short watches, backoff,
+        lease (3 s / 2 s / 0.25 s) and status interval; everything else kept."""
         return replace(
             self, reflector=ReflectorSettings.local(), status_interval_s=0.1,
             lease=LeaseTimings(lease_duration_s=3.0, renew_deadline_s=2.0, retry_period_s=0.25),
@@ -198,7 +199,7 @@ class AllocatorDaemon:
         """The current term's reconciler (``None`` while standing by)."""
         return self._term.reconciler if self._term is not None else None
 
-    def _current_allocator(self) -> Any:
+    def _current_allocator(self) -> Allocator | None:
         return self._term.reconciler.allocator if self._term is not None else None
 
     def _queue_depth(self) -> int:

@@ -167,8 +167,8 @@ class Reconciler:
         self._backfill.extend(keys)
 
     def changed(self, key: ServiceKey, resource_version: str) -> None:
-        """A watch saw ``key`` change: queue it, unless the barrier already read that version
-        (then the backfill reconciles it in turn)."""
+        """A watch saw ``key`` change: queue it, unless the barrier read that same version
+        and the key still waits in the backfill (which reconciles it in turn)."""
         if self._listed and self._listed.pop(key, None) == resource_version:
             return
         self.queue.add(key)
@@ -234,7 +234,12 @@ class Reconciler:
 
     async def reconcile(self, key: ServiceKey) -> ReconcileResult:
         namespace, name = split_key(key)
+        self._listed.pop(key, None)  # from here on, a watch event for it is news
         obj = self._services(namespace, name)
+        if obj is None and self.allocator.holdings(key):
+            # Never free an address on the cache's word alone: after a barrier (a fresh
+            # list) the cache may still lag behind and lack a Service that exists.
+            obj = await self._writer.read_service(namespace, name)
         behind = self._behind.pop(key, None)
         if obj is not None and behind is not None and _rv(obj) in behind:
             self._behind[key] = behind

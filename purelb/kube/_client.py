@@ -311,6 +311,29 @@ class KubeClient:
         return await self._json("PATCH", path, body=patch, content_type=patch_type.value,
                                 verb="patch" + _sub(subresource), key=_key(namespace, name))
 
+    async def apply(
+        self, resource: Resource, obj: JSON, *, field_manager: str, force: bool = False,
+        namespace: str | None = None,
+    ) -> JSON:
+        """Server-side apply ``obj`` (created if missing) as ``field_manager``.
+
+        Applying the same object again is a no-op on the server (same resourceVersion),
+        which is what makes ``kubectl apply``-style start-up manifests idempotent.
+        """
+        if not field_manager:
+            raise ValueError("server-side apply needs a non-empty field_manager")
+        namespace = self._namespace_of(resource, obj, namespace)
+        name = (obj.get("metadata") or {}).get("name")
+        if not name:
+            raise ValueError(f"apply of {resource.kind} needs metadata.name in the object")
+        path = resource.path(namespace=namespace, name=name)
+        params = {"fieldManager": field_manager}
+        if force:
+            params["force"] = "true"
+        return await self._json("PATCH", path, body=obj, params=params,
+                                content_type="application/apply-patch+yaml", verb="apply",
+                                key=_key(namespace, name))
+
     async def patch_status(
         self, resource: Resource, name: str, patch: JSON | builtins.list[JSON], *,
         namespace: str | None = None, patch_type: PatchType = PatchType.MERGE,
