@@ -20,6 +20,7 @@ COPY pyproject.toml setup.py README.md ./
 COPY native/ native/
 COPY purelb/ purelb/
 COPY bench/ bench/
+COPY deploy/crds/ deploy/crds/
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
  && python -c "import zipfile,glob,sys; names=zipfile.ZipFile(glob.glob('/wheels/purelb-*.whl')[0]).namelist(); sys.exit(0 if any(n.startswith('purelb/_native') for n in names) else 'native extension missing from wheel')"
 
@@ -30,7 +31,7 @@ LABEL org.opencontainers.image.title="purelb" \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/purelb-*.whl \
  && rm -rf /wheels \
- && python -c "import purelb.fast as f; assert f.IMPLEMENTATION == 'native', f.IMPLEMENTATION"
+ && python -c "import purelb.fast as f; assert f.IMPLEMENTATION == 'native', f.IMPLEMENTATION; import purelb.controllers.embedded as e; assert (e.default_crd_dir() / 'servicegroup.yaml').exists()"
 # Non-root by default (the allocator); the agent's DaemonSet runs it as root with only
 # NET_ADMIN and NET_RAW.
 USER 65534:65534

@@ -4,12 +4,32 @@ The extension is optional: without a C compiler (or Cython) the package installs
 pure-Python twin (``purelb._fallback``) and ``purelb.fast`` says so once at import.
 """
 
+import glob
 import os
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 NATIVE_SOURCE = "native/_native.pyx"
+CRD_SOURCES = "deploy/crds/*.yaml"
+
+
+class BuildPyWithCrds(build_py):
+    """Ship deploy/crds inside the package as ``purelb/crds`` (one source of truth).
+
+    Embedded mode and the API server register these CRDs; a wheel or image install has
+    no source tree to find them in, so the build copies them next to the code.
+    """
+
+    def run(self) -> None:
+        super().run()
+        if self.editable_mode:
+            return  # an editable install reads deploy/crds from the source tree
+        target = os.path.join(self.build_lib, "purelb", "crds")
+        self.mkpath(target)
+        for path in sorted(glob.glob(CRD_SOURCES)):
+            self.copy_file(path, os.path.join(target, os.path.basename(path)))
 
 
 class OptionalBuildExt(build_ext):
@@ -54,4 +74,7 @@ def native_extensions() -> list:
     return exts
 
 
-setup(ext_modules=native_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(
+    ext_modules=native_extensions(),
+    cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithCrds},
+)

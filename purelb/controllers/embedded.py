@@ -80,8 +80,11 @@ three requests per Service) would hand out only ~16 addresses a second after a r
 
 
 def default_crd_dir() -> Path:
-    """deploy/crds of the source tree this package runs from (editable or source install)."""
-    return Path(purelb.__file__).resolve().parent.parent / "deploy" / "crds"
+    """The CRDs shipped in the package (wheel or image install: ``purelb/crds``, copied at
+    build time), else deploy/crds of the source tree this package runs from (editable)."""
+    package_dir = Path(purelb.__file__).resolve().parent
+    shipped = package_dir / "crds"
+    return shipped if shipped.is_dir() else package_dir.parent / "deploy" / "crds"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

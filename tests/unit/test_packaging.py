@@ -98,6 +98,8 @@ def test_native_wheel_ships_the_extension_but_no_generated_c(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     assert [n for n in names if n.endswith(".so")] != [], names
+    # the CRDs travel with the code (embedded mode registers them from purelb/crds)
+    assert {"purelb/crds/servicegroup.yaml", "purelb/crds/lbnodeagent.yaml"} <= set(names), names
     assert not _shipped_suffixes(names) & {".c", ".pyx", ".html"}, names
 
 
