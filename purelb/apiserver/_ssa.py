@@ -207,6 +207,10 @@ def server_side_apply(
     elements = {p[:i + 1] for p in gone for i, seg in enumerate(p) if seg.startswith("k:")}
     doomed = [e for e in elements if not any(q[:len(e)] == e for q in new)]
     for p in sorted(doomed, key=len) + sorted(gone, key=len, reverse=True):
+        # A former leaf that is now the parent of applied fields (``labels: {}`` then
+        # ``labels: {tier: edge}``) stays: the manager still applies what is under it.
+        if any(len(q) > len(p) and q[: len(p)] == p for q in new):
+            continue
         if not any(_overlaps(p, q) for q in owned_by_others):
             delete_path(merged, p)
     fields = to_fields_v1(new)

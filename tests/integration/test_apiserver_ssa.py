@@ -90,3 +90,19 @@ async def test_apply_of_a_service_merges_ports_and_keeps_allocations(
     assert [p["port"] for p in spec["ports"]] == [80]
     assert spec["clusterIP"] == first["spec"]["clusterIP"]
     assert spec["ports"][0]["nodePort"] == first["spec"]["ports"][0]["nodePort"]
+
+
+async def test_apply_fills_a_map_it_applied_empty_before(client: httpx.AsyncClient) -> None:
+    """``labels: {}`` then ``labels: {tier: edge}`` by one manager keeps the new label
+    (the empty map was a leaf it owned; it must not be removed as 'no longer applied')."""
+    body = _sg()
+    body["metadata"]["labels"] = {}
+    r = await _apply(client, f"{SG}/g", body, "tester")
+    assert r.status_code == 201, r.text
+    body["metadata"]["labels"] = {"tier": "edge"}
+    r = await _apply(client, f"{SG}/g", body, "tester")
+    assert r.status_code == 200, r.text
+    assert r.json()["metadata"]["labels"] == {"tier": "edge"}
+    body["metadata"]["labels"] = {}
+    r = await _apply(client, f"{SG}/g", body, "tester")
+    assert r.json()["metadata"].get("labels", {}) == {}, "a label no longer applied goes"
