@@ -4,8 +4,12 @@ The extension is optional: without a C compiler (or Cython) the package installs
 pure-Python twin (``purelb._fallback``) and ``purelb.fast`` says so once at import.
 """
 
+import os
+
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+
+NATIVE_SOURCE = "native/_native.pyx"
 
 
 class OptionalBuildExt(build_ext):
@@ -25,6 +29,9 @@ class OptionalBuildExt(build_ext):
 
 
 def native_extensions() -> list:
+    if not os.path.exists(NATIVE_SOURCE):
+        print(f"WARNING: {NATIVE_SOURCE} is missing; using the pure-Python fallback")
+        return []
     try:
         from Cython.Build import cythonize
     except ImportError:
@@ -33,7 +40,7 @@ def native_extensions() -> list:
     from setuptools import Extension
 
     exts = cythonize(
-        [Extension("purelb._native", ["native/_native.pyx"], extra_compile_args=["-O3"])],
+        [Extension("purelb._native", [NATIVE_SOURCE], extra_compile_args=["-O3"])],
         compiler_directives={
             "language_level": "3",
             "boundscheck": False,

@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "gossip": ("bench.gossip", "gossip failure detection and bandwidth"),
     "e2e": ("bench.e2e", "allocator end to end: create -> ingress written"),
     "agent": ("bench.agent", "agent: create -> address, failover, netlink ops/s"),
+    "ipam": ("bench.ipam", "allocator: fill, parse and startup import of 100,000 Services"),
 }
 
 
