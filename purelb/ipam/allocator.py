@@ -508,13 +508,6 @@ class Allocator:
                     FailureReason.NOT_IN_POOL,
                     f"Service {key}: {ip} ({path}) is in no ServiceGroup pool",
                 )
-            if placement.pool_type is not PoolType.LOCAL:
-                raise Refusal(
-                    FailureReason.INVALID_ADDRESS,
-                    f"Service {key}: {ip} ({path}) lies in NetBox ServiceGroup "
-                    f"{placement.group!r}, which picks its own addresses",
-                    placement.group,
-                )
         return _Plan(
             [f for f in order if f in wanted],
             {f: wanted[f] for f in order if f in wanted},
@@ -674,6 +667,8 @@ class Allocator:
         self._book.check_join(key, HeldAddress(ip, group, sharing_key), sharing_key, ports)
         try:
             self._sources[group].take(ip)
+        except ExternalNeeded:
+            raise  # a NetBox group: the daemon claims ``ip`` there first
         except AllocationError as exc:
             raise Refusal(
                 _failure_reason(exc, FailureReason.INVALID_ADDRESS),
@@ -778,7 +773,7 @@ class Allocator:
             events,
             released,
             touched,
-            external=(ExternalRequest(need.group, need.family),),
+            external=(ExternalRequest(need.group, need.family, need.address),),
         )
 
     def _decision(
@@ -866,6 +861,14 @@ class Allocator:
             raise ValueError(f"ServiceGroup {group!r} is not a NetBox group")
         for address in addresses:
             source.offer(address)
+        return tuple(sorted(self._waiting_by_group.get(group, ())))
+
+    def offer_specific(self, group: str, address: IPAddress) -> tuple[ServiceKey, ...]:
+        """The daemon claimed ``address`` in NetBox for a Service that named it."""
+        source = self._sources.get(group)
+        if not isinstance(source, ExternalSource):
+            raise ValueError(f"ServiceGroup {group!r} is not a NetBox group")
+        source.offer(address, specific=True)
         return tuple(sorted(self._waiting_by_group.get(group, ())))
 
     # ------------------------------------------------------------------ queries
