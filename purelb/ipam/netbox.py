@@ -33,6 +33,10 @@ import httpx
 import trio
 
 from purelb.errors import AllocationError, PurelbError
+from purelb.ipam.netbox_records import PURELB_TAG as PURELB_TAG
+from purelb.ipam.netbox_records import IPRecord as IPRecord
+from purelb.ipam.netbox_records import Owner as Owner
+from purelb.ipam.netbox_records import Prefix as Prefix
 from purelb.model import IPAddress
 
 #: connect timeout: NetBox is normally on the same network; 3 s covers a slow TLS handshake
@@ -49,11 +53,6 @@ RETRY_BASE_DELAY = 0.2
 RETRY_MAX_DELAY = 5.0
 #: NetBox's MAX_PAGE_SIZE default; pages beyond it are followed through ``next``
 PAGE_SIZE = 1000
-#: the tag marking every address PureLB holds
-PURELB_TAG = "purelb"
-#: description prefix naming the holder (NetBox descriptions are at most 200 chars)
-OWNER_PREFIX = "purelb:"
-MAX_DESCRIPTION = 200
 
 _STATUS_ACTIVE = "active"
 _STATUS_RESERVED = "reserved"
@@ -108,86 +107,6 @@ class NetboxExhausted(NetboxError, AllocationError):
 
     def __init__(self, message: str, *, status: int = 409, url: str = "", detail: str = "") -> None:
         NetboxError.__init__(self, message, status=status, url=url, detail=detail)
-
-
-# ---------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, slots=True)
-class Owner:
-    """Who holds an address: a Service (``namespace/name``, uid), written in the description."""
-
-    service: str
-    uid: str = ""
-
-    def description(self) -> str:
-        text = f"{OWNER_PREFIX}{self.service}"
-        if self.uid:
-            text += f" uid={self.uid}"
-        return text[:MAX_DESCRIPTION]
-
-    @classmethod
-    def parse(cls, description: str) -> Owner | None:
-        """The owner written by :meth:`description`; ``None`` for anything else."""
-        m = _OWNER_RE.fullmatch(description.strip())
-        if m is None:
-            return None
-        return cls(m.group(1), m.group(2) or "")
-
-
-_OWNER_RE = re.compile(r"purelb:(\S+?)(?: uid=(\S+))?")
-
-
-@dataclass(frozen=True, slots=True)
-class Prefix:
-    """A NetBox prefix PureLB allocates from."""
-
-    id: int
-    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
-    vrf_id: int | None = None
-
-    @property
-    def family(self) -> int:
-        return self.prefix.version
-
-
-@dataclass(frozen=True, slots=True)
-class IPRecord:
-    """One NetBox ip-address object, as far as PureLB reads it."""
-
-    id: int
-    interface: ipaddress.IPv4Interface | ipaddress.IPv6Interface
-    status: str
-    description: str = ""
-    tenant: str | None = None
-    """The tenant's slug."""
-    tags: frozenset[str] = frozenset()
-    vrf_id: int | None = None
-    etag: str | None = None
-
-    @property
-    def address(self) -> IPAddress:
-        return self.interface.ip
-
-    @property
-    def owner(self) -> Owner | None:
-        return Owner.parse(self.description) if PURELB_TAG in self.tags else None
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], etag: str | None = None) -> IPRecord:
-        status = data.get("status")
-        tenant = data.get("tenant")
-        vrf = data.get("vrf")
-        return cls(
-            id=int(data["id"]),
-            interface=ipaddress.ip_interface(data["address"]),
-            status=status.get("value", "") if isinstance(status, Mapping) else str(status or ""),
-            description=data.get("description") or "",
-            tenant=tenant.get("slug") if isinstance(tenant, Mapping) else None,
-            tags=frozenset(t.get("slug", "") for t in data.get("tags") or ()),
-            vrf_id=vrf.get("id") if isinstance(vrf, Mapping) else None,
-            etag=etag,
-        )
 
 
 # ---------------------------------------------------------------------- metrics

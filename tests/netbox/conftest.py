@@ -69,9 +69,29 @@ class NetboxServer:
     token_v2: str
     setup_seconds: float = 0.0
     started_here: bool = False
+    env: dict[str, str] | None = None
+    """How netbox-up.sh was run (``None``: an external NetBox we may not stop)."""
 
     def admin(self) -> Admin:
         return Admin(self.url, self.token_v1)
+
+    def stop_web(self) -> None:
+        """Stop gunicorn only (NetBox down for clients; the database stays)."""
+        assert self.env is not None
+        pidfile = Path(self.env["NETBOX_STATE_DIR"]) / "run" / "gunicorn.pid"
+        if _pid_alive(pidfile, "gunicorn"):
+            pid = int(pidfile.read_text().split()[0])
+            os.kill(pid, 15)
+            deadline = time.monotonic() + 30
+            while _pid_alive(pidfile, "gunicorn") and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+    def start_web(self) -> None:
+        assert self.env is not None
+        proc = subprocess.run(
+            ["bash", str(UP)], env=self.env, capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 @dataclass
@@ -146,6 +166,7 @@ def netbox_server() -> Iterator[NetboxServer]:
         exports["NETBOX_TOKEN_V2"],
         setup_seconds=setup,
         started_here=not running,
+        env=env,
     )
     print(f"\nNetBox at {server.url} ready in {setup:.1f}s (started here: {server.started_here})")
     try:
