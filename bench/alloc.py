@@ -238,7 +238,7 @@ def measure_ipv6(impl: str, make: Callable[[int], Any], budget: Budget) -> dict:
         "allocs_per_s": count / elapsed,
         "memory_bytes": space.memory_bytes(),
         "bytes_per_address": space.memory_bytes() / count,
-        "memory_method": "memory_bytes() (sum of trie node sizes)",
+        "memory_method": "memory_bytes() (bytes the trie holds)",
     }
     del space
     if impl == "fallback":

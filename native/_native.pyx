@@ -9,14 +9,17 @@ answers. Everything hot is a ``cdef ... noexcept nogil`` function on C structs; 
 Address space: offsets live in segments of 2**64 (uint64 arithmetic inside); a space of
 at most 2**64 offsets has one segment held inline, larger ones keep a dict of the
 segments that hold allocations. Each segment is a 64-ary trie: leaves of 64 words
-(4096 bits), inner nodes of 64 child pointers, every node with a ``full`` mask (skip full
-children in one ctz) and a ``used`` mask (non-empty children; empty ones are freed).
+(4096 bits); inner nodes hold only their existing children, packed in slot order and
+found by popcount (so a lone address deep in a /64 costs ~1 KiB, not 10 full nodes).
+Every node has a ``full`` mask (skip full children in one ctz) and a ``used`` mask
+(non-empty children; empty ones are freed).
 Each segment also caches the path to the leaf holding its lowest free offset, so
 ``allocate_lowest`` scans one leaf per call and descends once per 4096 allocations.
 """
 
-from libc.stdint cimport uint64_t, uintptr_t
-from libc.stdlib cimport calloc, free
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport calloc, free, realloc
+from libc.string cimport memmove
 
 from purelb._fasterrors import (
     NotAllocatedError,
@@ -37,6 +40,7 @@ LEAF_BITS = 4096
 
 cdef extern from *:
     int ctz64 "__builtin_ctzll" (unsigned long long) nogil
+    int popcount64 "__builtin_popcountll" (unsigned long long) nogil
 
 
 cdef extern from "Python.h":
@@ -47,6 +51,7 @@ cdef enum:
     LEAF_SHIFT = 12
     FAN_SHIFT = 6
     SLOT_MASK = 63
+    FAN = 64
     MAX_HEIGHT = 9      # 12 + 6*9 = 66 >= 64 bits of a segment
 
 cdef uint64_t ALL = 0xFFFFFFFFFFFFFFFFULL
@@ -54,35 +59,44 @@ cdef object SEGMENT = 1 << 64
 cdef object SEGMENT_MASK = (1 << 64) - 1
 
 
-ctypedef struct Node:
-    uint64_t full       # leaf: word w is all ones; inner: child i is completely allocated
-    uint64_t used       # leaf: word w is non-zero; inner: child i exists (non-empty)
-    uint64_t slot[64]   # leaf: bitmap words; inner: Node* cast to an integer
+ctypedef struct Leaf:
+    uint64_t full       # word w is all ones
+    uint64_t used       # word w is non-zero
+    uint64_t word[64]   # 4096 bits, one per offset
+
+
+ctypedef struct Inner:
+    uint64_t full       # child s is completely allocated
+    uint64_t used       # child s exists (a child is freed when it empties)
+    void** kid          # the popcount(used) existing children, in slot order
+    int cap             # room in kid[] (grows 1, 2, 4 ... 64; freed with the node)
 
 
 ctypedef struct Tree:
-    Node* root
+    void* root          # Leaf* when height == 0, else Inner*
     int height          # inner levels above the leaves
     uint64_t last       # size - 1 (a 2**64 segment does not fit in a uint64 size)
     uint64_t count
-    uint64_t nodes      # allocated Node structs, for memory_bytes()
+    uint64_t bytes      # bytes malloc'd for nodes and child arrays, for memory_bytes()
     uint64_t root_slots # mask of the root's slots that hold offsets <= last
     # Lowest-free cache: the leaf that held the lowest free offset at the last slow
     # allocate_lowest, with the inner nodes above it. Valid while no release happened
     # (releases may free nodes or open lower holes); allocations only fill, so every
-    # offset below ``hint_base`` stays allocated. Makes allocate_lowest O(1): one descent
-    # per 4096 allocations instead of one per allocation.
+    # offset below ``hint_base`` stays allocated. Node structs never move (only their
+    # child arrays are reallocated), so the cached pointers stay valid until a release.
+    # Makes allocate_lowest O(1): one descent per 4096 allocations, not one per call.
     bint hint_valid
     uint64_t hint_base
-    Node* hint_path[MAX_HEIGHT + 1]   # [0] = root ... [height] = the leaf
-    int hint_slot[MAX_HEIGHT]         # child slot taken below hint_path[i]
+    Leaf* hint_leaf
+    Inner* hint_inner[MAX_HEIGHT]     # [0] = root ... [height - 1] = the leaf's parent
+    int hint_slot[MAX_HEIGHT]         # child slot taken below hint_inner[i]
 
 
 cdef void tree_init(Tree* t, uint64_t last) noexcept nogil:
     cdef uint64_t top
     t.root = NULL
     t.count = 0
-    t.nodes = 0
+    t.bytes = 0
     t.last = last
     t.height = tree_height(last)
     t.root_slots = ALL
@@ -119,35 +133,121 @@ cdef int tree_height(uint64_t last) noexcept nogil:
     return height
 
 
-cdef bint find_free(
-    Node* n, int h, uint64_t start, uint64_t allowed, uint64_t* out
-) noexcept nogil:
-    """Lowest free position >= start below ``n`` (relative); False if none.
+# -- nodes ---------------------------------------------------------------------------------
 
-    ``allowed`` masks the slots of ``n`` that may be searched: at the root of a 2**64
+cdef inline int kid_index(Inner* n, int s) noexcept nogil:
+    """Position of slot ``s`` in ``n.kid``: the number of existing children below it."""
+    return popcount64(n.used & ((<uint64_t>1 << s) - 1))
+
+
+cdef inline void* kid_at(Inner* n, int s) noexcept nogil:
+    if not (n.used >> s) & 1:
+        return NULL
+    return n.kid[kid_index(n, s)]
+
+
+cdef int kid_insert(Tree* t, Inner* n, int s, void* child) noexcept nogil:
+    """Add a child at the free slot ``s``: 0, or -1 when out of memory (n unchanged)."""
+    cdef int count = popcount64(n.used)
+    cdef int idx = kid_index(n, s)
+    cdef int cap
+    cdef void** grown
+    if count == n.cap:
+        cap = 1 if n.cap == 0 else min(FAN, 2 * n.cap)
+        grown = <void**>realloc(n.kid, cap * sizeof(void*))
+        if grown == NULL:
+            return -1
+        t.bytes += (cap - n.cap) * sizeof(void*)
+        n.kid = grown
+        n.cap = cap
+    memmove(&n.kid[idx + 1], &n.kid[idx], (count - idx) * sizeof(void*))
+    n.kid[idx] = child
+    n.used |= <uint64_t>1 << s
+    return 0
+
+
+cdef void kid_remove(Inner* n, int s) noexcept nogil:
+    """Drop the (already freed) child at slot ``s``."""
+    cdef int count = popcount64(n.used)
+    cdef int idx = kid_index(n, s)
+    memmove(&n.kid[idx], &n.kid[idx + 1], (count - idx - 1) * sizeof(void*))
+    n.used &= ~(<uint64_t>1 << s)
+
+
+cdef Leaf* new_leaf(Tree* t) noexcept nogil:
+    cdef Leaf* leaf = <Leaf*>calloc(1, sizeof(Leaf))
+    if leaf != NULL:
+        t.bytes += sizeof(Leaf)
+    return leaf
+
+
+cdef Inner* new_inner(Tree* t) noexcept nogil:
+    cdef Inner* n = <Inner*>calloc(1, sizeof(Inner))
+    if n != NULL:
+        t.bytes += sizeof(Inner)
+    return n
+
+
+cdef void free_leaf(Tree* t, Leaf* leaf) noexcept nogil:
+    t.bytes -= sizeof(Leaf)
+    free(leaf)
+
+
+cdef void free_inner(Tree* t, Inner* n) noexcept nogil:
+    t.bytes -= sizeof(Inner) + n.cap * sizeof(void*)
+    free(n.kid)
+    free(n)
+
+
+cdef void free_tree(Tree* t, void* p, int h) noexcept nogil:
+    cdef Inner* n
+    cdef int i
+    if p == NULL:
+        return
+    if h == 0:
+        free_leaf(t, <Leaf*>p)
+        return
+    n = <Inner*>p
+    for i in range(popcount64(n.used)):
+        free_tree(t, n.kid[i], h - 1)
+    free_inner(t, n)
+
+
+# -- searches --------------------------------------------------------------------------------
+
+cdef bint find_free(
+    void* p, int h, uint64_t start, uint64_t allowed, uint64_t* out
+) noexcept nogil:
+    """Lowest free position >= start below node ``p`` (relative); False if none.
+
+    ``allowed`` masks the slots of ``p`` that may be searched: at the root of a 2**64
     segment (span 2**66) only slots 0..15 exist, the others would overflow uint64.
     """
+    cdef Leaf* leaf
+    cdef Inner* n
     cdef uint64_t word, m, r
     cdef int w, s, shift
-    if n == NULL:
+    if p == NULL:
         out[0] = start
         return True
     if h == 0:
+        leaf = <Leaf*>p
         w = <int>(start >> 6)
-        word = n.slot[w] | ((<uint64_t>1 << (start & 63)) - 1)
+        word = leaf.word[w] | ((<uint64_t>1 << (start & 63)) - 1)
         if word != ALL:
             out[0] = (<uint64_t>w << 6) | <uint64_t>ctz64(~word)
             return True
-        m = ~n.full & above(w)
+        m = ~leaf.full & above(w)
         if m == 0:
             return False
         w = ctz64(m)
-        out[0] = (<uint64_t>w << 6) | <uint64_t>ctz64(~n.slot[w])
+        out[0] = (<uint64_t>w << 6) | <uint64_t>ctz64(~leaf.word[w])
         return True
+    n = <Inner*>p
     shift = shift_of(h)
     s = <int>(start >> shift)
     if not (n.full >> s) & 1:
-        if find_free(<Node*><uintptr_t>n.slot[s], h - 1, start & low_mask(shift), ALL, &r):
+        if find_free(kid_at(n, s), h - 1, start & low_mask(shift), ALL, &r):
             out[0] = (<uint64_t>s << shift) | r
             return True
     m = ~n.full & above(s) & allowed
@@ -155,127 +255,145 @@ cdef bint find_free(
         return False
     s = ctz64(m)
     # A child that is not full always has a free position from its start.
-    find_free(<Node*><uintptr_t>n.slot[s], h - 1, 0, ALL, &r)
+    find_free(kid_at(n, s), h - 1, 0, ALL, &r)
     out[0] = (<uint64_t>s << shift) | r
     return True
 
 
-cdef bint find_set(Node* n, int h, uint64_t start, uint64_t* out) noexcept nogil:
-    """Lowest allocated position >= start below ``n`` (relative); False if none."""
+cdef bint find_set(void* p, int h, uint64_t start, uint64_t* out) noexcept nogil:
+    """Lowest allocated position >= start below node ``p`` (relative); False if none."""
+    cdef Leaf* leaf
+    cdef Inner* n
     cdef uint64_t word, m, r
     cdef int w, s, shift
-    if n == NULL:
+    if p == NULL:
         return False
     if h == 0:
+        leaf = <Leaf*>p
         w = <int>(start >> 6)
-        word = n.slot[w] & (ALL << (start & 63))
+        word = leaf.word[w] & (ALL << (start & 63))
         if word:
             out[0] = (<uint64_t>w << 6) | <uint64_t>ctz64(word)
             return True
-        m = n.used & above(w)
+        m = leaf.used & above(w)
         if m == 0:
             return False
         w = ctz64(m)
-        out[0] = (<uint64_t>w << 6) | <uint64_t>ctz64(n.slot[w])
+        out[0] = (<uint64_t>w << 6) | <uint64_t>ctz64(leaf.word[w])
         return True
+    n = <Inner*>p
     shift = shift_of(h)
     s = <int>(start >> shift)
     if (n.used >> s) & 1:
-        if find_set(<Node*><uintptr_t>n.slot[s], h - 1, start & low_mask(shift), &r):
+        if find_set(kid_at(n, s), h - 1, start & low_mask(shift), &r):
             out[0] = (<uint64_t>s << shift) | r
             return True
     m = n.used & above(s)
     if m == 0:
         return False
     s = ctz64(m)
-    find_set(<Node*><uintptr_t>n.slot[s], h - 1, 0, &r)
+    find_set(kid_at(n, s), h - 1, 0, &r)
     out[0] = (<uint64_t>s << shift) | r
     return True
 
 
-cdef bint test_bit(Node* n, int h, uint64_t off) noexcept nogil:
+cdef bint test_bit(void* p, int h, uint64_t off) noexcept nogil:
+    cdef Inner* n
+    cdef Leaf* leaf
     cdef int shift, s
-    while n != NULL and h > 0:
+    while p != NULL and h > 0:
+        n = <Inner*>p
         shift = shift_of(h)
         s = <int>(off >> shift)
         if (n.full >> s) & 1:
             return True
-        n = <Node*><uintptr_t>n.slot[s]
+        p = kid_at(n, s)
         off &= low_mask(shift)
         h -= 1
-    if n == NULL:
+    if p == NULL:
         return False
-    return (n.slot[off >> 6] >> (off & 63)) & 1
+    leaf = <Leaf*>p
+    return (leaf.word[off >> 6] >> (off & 63)) & 1
 
 
-cdef int set_bit(Tree* t, Node** where, int h, uint64_t off) noexcept nogil:
-    """Mark a free position allocated: 1 if the node became full, 0 if not, -1 no memory."""
-    cdef Node* n = where[0]
+# -- changes ---------------------------------------------------------------------------------
+
+cdef int set_bit(Tree* t, void** where, int h, uint64_t off) noexcept nogil:
+    """Mark a free position allocated: 1 if the node became full, 0 if not, -1 no memory.
+
+    On -1 nothing changed: nodes created for this call are freed again.
+    """
+    cdef Leaf* leaf
+    cdef Inner* n
+    cdef void* child
     cdef int shift, s, w, r
+    if h == 0:
+        leaf = <Leaf*>where[0]
+        if leaf == NULL:
+            leaf = new_leaf(t)
+            if leaf == NULL:
+                return -1
+            where[0] = leaf
+        w = <int>(off >> 6)
+        leaf.word[w] |= <uint64_t>1 << (off & 63)
+        leaf.used |= <uint64_t>1 << w
+        if leaf.word[w] == ALL:
+            leaf.full |= <uint64_t>1 << w
+        return leaf.full == ALL
+    n = <Inner*>where[0]
     if n == NULL:
-        n = <Node*>calloc(1, sizeof(Node))
+        n = new_inner(t)
         if n == NULL:
             return -1
         where[0] = n
-        t.nodes += 1
-    if h == 0:
-        w = <int>(off >> 6)
-        n.slot[w] |= <uint64_t>1 << (off & 63)
-        n.used |= <uint64_t>1 << w
-        if n.slot[w] == ALL:
-            n.full |= <uint64_t>1 << w
-        return n.full == ALL
     shift = shift_of(h)
     s = <int>(off >> shift)
-    r = set_bit(t, <Node**>&n.slot[s], h - 1, off & low_mask(shift))
+    if (n.used >> s) & 1:
+        r = set_bit(t, &n.kid[kid_index(n, s)], h - 1, off & low_mask(shift))
+    else:
+        child = NULL
+        r = set_bit(t, &child, h - 1, off & low_mask(shift))
+        if r >= 0 and kid_insert(t, n, s, child) < 0:
+            free_tree(t, child, h - 1)
+            r = -1
     if r < 0:
         if n.used == 0:  # created for this call only: leave no empty node behind
-            free(n)
+            free_inner(t, n)
             where[0] = NULL
-            t.nodes -= 1
         return -1
-    n.used |= <uint64_t>1 << s
     if r:
         n.full |= <uint64_t>1 << s
     return n.full == ALL
 
 
-cdef bint clear_bit(Tree* t, Node** where, int h, uint64_t off) noexcept nogil:
+cdef bint clear_bit(Tree* t, void** where, int h, uint64_t off) noexcept nogil:
     """Mark an allocated position free; frees nodes that become empty (returns True then)."""
-    cdef Node* n = where[0]
+    cdef Leaf* leaf
+    cdef Inner* n
     cdef int shift, s, w
     if h == 0:
+        leaf = <Leaf*>where[0]
         w = <int>(off >> 6)
-        n.slot[w] &= ~(<uint64_t>1 << (off & 63))
-        n.full &= ~(<uint64_t>1 << w)
-        if n.slot[w] == 0:
-            n.used &= ~(<uint64_t>1 << w)
-    else:
-        shift = shift_of(h)
-        s = <int>(off >> shift)
-        if clear_bit(t, <Node**>&n.slot[s], h - 1, off & low_mask(shift)):
-            n.used &= ~(<uint64_t>1 << s)
-        n.full &= ~(<uint64_t>1 << s)
+        leaf.word[w] &= ~(<uint64_t>1 << (off & 63))
+        leaf.full &= ~(<uint64_t>1 << w)
+        if leaf.word[w] == 0:
+            leaf.used &= ~(<uint64_t>1 << w)
+        if leaf.used == 0:
+            free_leaf(t, leaf)
+            where[0] = NULL
+            return True
+        return False
+    n = <Inner*>where[0]
+    shift = shift_of(h)
+    s = <int>(off >> shift)
+    if clear_bit(t, &n.kid[kid_index(n, s)], h - 1, off & low_mask(shift)):
+        kid_remove(n, s)
+    n.full &= ~(<uint64_t>1 << s)
     if n.used == 0:
-        free(n)
+        free_inner(t, n)
         where[0] = NULL
-        t.nodes -= 1
         return True
     return False
-
-
-cdef void free_tree(Node* n, int h) noexcept nogil:
-    cdef uint64_t m
-    cdef int s
-    if n == NULL:
-        return
-    if h > 0:
-        m = n.used
-        while m:
-            s = ctz64(m)
-            m &= m - 1
-            free_tree(<Node*><uintptr_t>n.slot[s], h - 1)
-    free(n)
 
 
 cdef inline bint tree_lowest(Tree* t, uint64_t start, uint64_t* out) noexcept nogil:
@@ -307,40 +425,41 @@ cdef inline bint tree_release(Tree* t, uint64_t off) noexcept nogil:
 
 cdef void remember_leaf(Tree* t, uint64_t pos) noexcept nogil:
     """Cache the path to the leaf holding ``pos`` (just allocated, so the path exists)."""
-    cdef Node* n = t.root
-    cdef int h, shift, level = 0
-    for h in range(t.height, 0, -1):
-        shift = shift_of(h)
-        t.hint_path[level] = n
-        t.hint_slot[level] = <int>((pos >> shift) & SLOT_MASK)
-        n = <Node*><uintptr_t>n.slot[t.hint_slot[level]]
-        level += 1
-    t.hint_path[level] = n
-    t.hint_base = pos & ~(<uint64_t>(1 << LEAF_SHIFT) - 1)
-    t.hint_valid = n.full != ALL
+    cdef void* p = t.root
+    cdef Inner* n
+    cdef int level, s
+    for level in range(t.height):
+        n = <Inner*>p
+        s = <int>((pos >> shift_of(t.height - level)) & SLOT_MASK)
+        t.hint_inner[level] = n
+        t.hint_slot[level] = s
+        p = kid_at(n, s)
+    t.hint_leaf = <Leaf*>p
+    t.hint_base = pos & ~((<uint64_t>1 << LEAF_SHIFT) - 1)
+    t.hint_valid = t.hint_leaf.full != ALL
 
 
 cdef int tree_alloc_lowest(Tree* t, uint64_t* out) noexcept nogil:
     """Allocate the lowest free offset: 0 done, 1 full, -1 no memory."""
-    cdef Node* leaf
-    cdef Node* parent
+    cdef Leaf* leaf
+    cdef Inner* parent
     cdef uint64_t pos
     cdef int w, level
     if t.hint_valid:
-        leaf = t.hint_path[t.height]
+        leaf = t.hint_leaf
         if leaf.full != ALL:
             w = ctz64(~leaf.full)
-            pos = t.hint_base | (<uint64_t>w << 6) | <uint64_t>ctz64(~leaf.slot[w])
+            pos = t.hint_base | (<uint64_t>w << 6) | <uint64_t>ctz64(~leaf.word[w])
             if pos > t.last:
                 return 1  # everything below the cached leaf is allocated
-            leaf.slot[w] |= <uint64_t>1 << (pos & 63)
+            leaf.word[w] |= <uint64_t>1 << (pos & 63)
             leaf.used |= <uint64_t>1 << w
-            if leaf.slot[w] == ALL:
+            if leaf.word[w] == ALL:
                 leaf.full |= <uint64_t>1 << w
                 if leaf.full == ALL:  # the leaf filled: tell the ancestors, drop the cache
                     t.hint_valid = False
                     for level in range(t.height - 1, -1, -1):
-                        parent = t.hint_path[level]
+                        parent = t.hint_inner[level]
                         parent.full |= <uint64_t>1 << t.hint_slot[level]
                         if parent.full != ALL:
                             break
@@ -362,10 +481,12 @@ cdef list tree_batch(Tree* t, uint64_t start, Py_ssize_t limit, object base):
     cdef list out = []
     cdef uint64_t pos
     cdef Py_ssize_t n = 0
+    if start > t.last:
+        return out
     while n < limit and find_set(t.root, t.height, start, &pos):
         out.append(base + pos if base else pos)
         n += 1
-        if pos == ALL:
+        if pos >= t.last:  # never search past the end: slot indexes would exceed 63
             break
         start = pos + 1
     return out
@@ -383,7 +504,7 @@ cdef class _Segment:
     cdef Tree t
 
     def __dealloc__(self):
-        free_tree(self.t.root, self.t.height)
+        free_tree(&self.t, self.t.root, self.t.height)
 
 
 cdef class AddressSpace:
@@ -401,7 +522,7 @@ cdef class AddressSpace:
         self.segs = {}
 
     def __dealloc__(self):
-        free_tree(self.t.root, self.t.height)
+        free_tree(&self.t, self.t.root, self.t.height)
 
     def __repr__(self):
         return f"AddressSpace(size={self.size}, count={self.count}, impl='native')"
@@ -520,10 +641,10 @@ cdef class AddressSpace:
                 batch = tree_batch(&s.t, <uint64_t>(last + 1), ITER_BATCH, base)
 
     def memory_bytes(self):
-        """Bytes held: every trie node, the segment structs and the objects around them."""
-        cdef Py_ssize_t total = sizeof(Node) * self.t.nodes + sizeof(Tree) + OBJECT_OVERHEAD
+        """Bytes held: trie nodes and child arrays, segment structs, the objects around."""
+        cdef Py_ssize_t total = self.t.bytes + sizeof(Tree) + OBJECT_OVERHEAD
         for s in self.segs.values():
-            total += sizeof(Node) * (<_Segment>s).t.nodes + sizeof(Tree) + 2 * OBJECT_OVERHEAD
+            total += (<_Segment>s).t.bytes + sizeof(Tree) + 2 * OBJECT_OVERHEAD
         return total
 
     # -- changes ----------------------------------------------------------------------

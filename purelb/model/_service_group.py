@@ -130,6 +130,12 @@ class ServiceGroup:
     """``metadata.generation``; not part of equality (a no-op edit must not rebuild pools)."""
     raw_pools: tuple[str, ...] = field(default=(), compare=False)
     """Pool strings as written, for ``status.addresses``."""
+    created: str = field(default="", compare=False)
+    """``metadata.creationTimestamp`` (RFC 3339, sorts as text): when two groups overlap,
+    the older keeps its pools, so adding a bad group never disables a working one."""
+    was_valid: bool = field(default=False, compare=False)
+    """``status.conditions[Valid]`` was ``True``: the allocator accepted it before. Such a
+    group wins an overlap against one that was not (creation times tie within a second)."""
 
     def __post_init__(self) -> None:
         if (self.local is None) == (self.netbox is None):
@@ -335,6 +341,8 @@ def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
     assert name is not None
     _check_name(name, "metadata.name")
     namespace = f.string(meta.get("namespace"), "metadata.namespace") or ""
+    created = f.string(meta.get("creationTimestamp"), "metadata.creationTimestamp") or ""
+    was_valid = _was_valid(top.get("status"))
     generation = meta.get("generation", 0)
     if not isinstance(generation, int) or isinstance(generation, bool):
         raise InvalidField(
@@ -361,6 +369,8 @@ def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
             local=local,
             generation=generation,
             raw_pools=tuple(p.range.text for p in local.pools),
+            created=created,
+            was_valid=was_valid,
         )
     netbox = _parse_netbox(spec["netbox"])
     return ServiceGroup(
@@ -369,7 +379,20 @@ def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
         netbox=netbox,
         generation=generation,
         raw_pools=tuple(str(p) for p in netbox.prefixes),
+        created=created,
+        was_valid=was_valid,
     )
+
+
+def _was_valid(status: object) -> bool:
+    """Whether ``status.conditions`` holds ``Valid=True`` (written by the allocator)."""
+    if not isinstance(status, Mapping):
+        return False
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        return False
+    return any(isinstance(c, Mapping) and c.get("type") == "Valid" and c.get("status") == "True"
+               for c in conditions)
 
 
 # --------------------------------------------------------------------------- cross-group
@@ -435,7 +458,10 @@ def validate_service_groups(
 ) -> GroupSet:
     """Parse and cross-check every ServiceGroup; never raises for bad input.
 
-    Groups are considered in (namespace, name) order; a group is rejected when it fails to
+    Groups are considered in this order: those the allocator accepted before (their status
+    says ``Valid=True``), then oldest first (``metadata.creationTimestamp``; none = last),
+    then (namespace, name) -- so a newcomer that overlaps a working group is the one
+    rejected, and a restart decides the same way. A group is rejected when it fails to
     parse, repeats an earlier group's name, or has any pool sharing an address with an
     accepted group's pool (symmetric test: containment counts, not just endpoints).
     """
@@ -453,7 +479,7 @@ def validate_service_groups(
             rejected.append(
                 RejectedGroup(str(meta.get("name", "")), str(meta.get("namespace", "")), exc)
             )
-    parsed.sort(key=lambda g: (g.namespace, g.name))
+    parsed.sort(key=lambda g: (not g.was_valid, g.created == "", g.created, g.namespace, g.name))
     accepted: list[ServiceGroup] = []
     names: dict[str, ServiceGroup] = {}
     intervals = {4: _IntervalSet(), 6: _IntervalSet()}

@@ -1,0 +1,249 @@
+"""One leadership term of the allocator: Service key -> pure decision -> writes.
+
+A :class:`Reconciler` exists while this replica leads. It owns a fresh
+:class:`~purelb.ipam.allocator.Allocator` built by :meth:`Reconciler.barrier` — the
+startup barrier: the ServiceGroups and *every* Service are listed from the API (not from
+a cache that may lag behind the previous leader's last writes), the config is installed
+and every PureLB-branded ingress imported; only then is the first key reconciled. This
+is the step MetalLB lacked (allocating before the initial load handed one address to
+two Services: research/peers.md §2, §6).
+
+``reconcile(key)`` reads the Service from the watch cache, asks the allocator (pure,
+sync: no other task sees a half-applied decision), then writes through the
+:class:`~purelb.controllers.allocator_writer.Writer`: annotations by merge patch carrying
+the resourceVersion the decision saw, then the ingress by PUT on /status with the
+resourceVersion the patch returned. A 409 means the Service changed under us: re-read it,
+recompute (the allocator's state already holds what it decided, so the new decision is
+only the remaining difference) and write again.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from purelb.controllers.allocator_metrics import AllocatorMetrics
+from purelb.controllers.allocator_status import desired_status, group_views, status_patch
+from purelb.controllers.allocator_writer import NotLeader, Writer
+from purelb.controllers.workqueue import WorkQueue
+from purelb.ipam.allocator import Allocator, AllocatorSettings
+from purelb.ipam.decision import ConfigResult, Decision, Event, EventType
+from purelb.kube import Conflict, NotFound
+from purelb.model import InvalidField, ServiceKey, parse_service, service_key
+from purelb.model import annotations as ann
+
+LOGGER = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+
+class Marker(enum.Enum):
+    """Queue items that are not a Service key."""
+
+    CONFIG = "config"
+    """The ServiceGroups changed: install them, then requeue the Services waiting on them."""
+
+
+QueueKey = ServiceKey | Marker
+
+
+class ReconcileResult(enum.Enum):
+    """How one reconcile ended; the worker acts on it."""
+
+    OK = "ok"
+    """Done (including "failed for a reason only a change can cure"): forget its backoff."""
+    GONE = "gone"
+    """The Service no longer exists; its addresses were released."""
+    RETRY = "retry"
+    """A transient API error or a conflict storm: retry the key with per-key backoff."""
+    NOT_LEADER = "not_leader"
+    """A write was fenced off; the term is ending, the next one re-enqueues everything."""
+
+
+#: Event action per reason (events.k8s.io/v1 requires an action)
+EVENT_ACTIONS = {"AddressAssigned": "Allocate", "AddressReleased": "Release",
+                 "AllocationFailed": "Allocate", "DeprecationWarning": "Validate",
+                 "ConfigurationWarning": "Validate", "ParseFailed": "Validate"}
+
+
+@dataclass(frozen=True, slots=True)
+class BarrierResult:
+    groups: int
+    services: int
+    imported: int
+    conflicts: int
+
+
+def split_key(key: ServiceKey) -> tuple[str, str]:
+    namespace, _, name = key.partition("/")
+    return namespace, name
+
+
+class Reconciler:
+    """Reconcile Services for one leadership term (see module docstring).
+
+    Args:
+        settings: what the allocator handles (class, default announcer).
+        writer: where decisions go (fenced).
+        services: cache lookup ``(namespace, name) -> object or None``.
+        groups: the ServiceGroup objects currently in the cache.
+        queue: the term's work queue (requeues go there).
+        metrics: counters and histograms.
+        conflict_retries: re-read/recompute rounds after a 409 before backing off.
+        now: wall-clock stamp for condition times (injected: MicroTime string).
+    """
+
+    def __init__(self, *, settings: AllocatorSettings, writer: Writer,
+                 services: Callable[[str, str], JSON | None],
+                 groups: Callable[[], list[JSON]], queue: WorkQueue[QueueKey],
+                 metrics: AllocatorMetrics, conflict_retries: int,
+                 now: Callable[[], str]) -> None:
+        self.allocator = Allocator(settings)
+        self._settings = settings
+        self._writer = writer
+        self._services = services
+        self._groups = groups
+        self.queue = queue
+        self._metrics = metrics
+        self._conflict_retries = conflict_retries
+        self._now = now
+        self._reported_rejections: dict[str, str] = {}
+        self.status_dirty = True
+
+    def __repr__(self) -> str:
+        return f"Reconciler({self.allocator!r}, queued={len(self.queue)})"
+
+    # ------------------------------------------------------------------ barrier
+
+    def barrier(self, groups: list[JSON], services: list[JSON]) -> BarrierResult:
+        """Install ``groups`` and import every branded ingress of ``services`` (fresh lists).
+
+        Sync: nothing can be reconciled half-way through. Enqueues every Service, so the
+        first pass over the cluster is level-triggered too.
+        """
+        result = self.allocator.set_config(groups)
+        self._metrics.config_loaded.set(1 if result.accepted else 0)
+        parsed = []
+        for obj in services:
+            try:
+                parsed.append(parse_service(obj))
+            except InvalidField as exc:
+                LOGGER.warning("event=service_unparseable service=%s reason=%s",
+                               _key_of(obj), exc)
+        imported = self.allocator.import_services(parsed)
+        for conflict in imported.conflicts:
+            LOGGER.warning("event=import_conflict service=%s address=%s reason=%s",
+                           conflict.service, conflict.address, conflict.failure.message)
+        self._metrics.imported.set(imported.services)
+        for svc in parsed:
+            self.queue.add(svc.key)
+        self.queue.add(Marker.CONFIG)  # reports rejected groups as events
+        return BarrierResult(groups=len(groups), services=len(parsed),
+                             imported=imported.services, conflicts=len(imported.conflicts))
+
+    # ------------------------------------------------------------------ config
+
+    async def apply_config(self) -> ConfigResult:
+        """Install the cached ServiceGroups; requeue only the Services that were waiting."""
+        groups = self._groups()
+        result = self.allocator.set_config(groups)
+        self._metrics.config_loaded.set(1 if result.accepted else 0)
+        for key in result.requeue:
+            self.queue.add(key)
+        self.status_dirty = True
+        by_name = {str((g.get("metadata") or {}).get("name")): g for g in groups}
+        current = {r.name: str(r.error) for r in result.rejected}
+        for name, message in sorted(current.items()):
+            if self._reported_rejections.get(name) == message or name not in by_name:
+                continue
+            LOGGER.warning("event=servicegroup_rejected group=%s reason=%s", name, message)
+            ref = {**by_name[name], "apiVersion": "purelb.io/v1", "kind": "ServiceGroup"}
+            await self._writer.emit(ref, Event(EventType.WARNING, "ParseFailed", message),
+                                    action="Validate")
+        self._reported_rejections = current
+        return result
+
+    async def flush_group_status(self) -> int:
+        """Write the status of every group whose status differs; return how many."""
+        if not self.status_dirty:
+            return 0
+        self.status_dirty = False
+        alloc = self.allocator
+        written = 0
+        for obj, view in group_views(self._groups(), alloc.groups, alloc.rejected, alloc.stats()):
+            patch = status_patch(obj.get("status"), desired_status(view), now=self._now())
+            if patch is None:
+                continue
+            try:
+                await self._writer.write_group_status(obj, patch)
+            except NotLeader:
+                raise
+            except NotFound:
+                continue  # deleted meanwhile; its DELETED event reconfigures
+            except Exception:
+                self.status_dirty = True  # try again next flush
+                self._metrics.sg_status_writes.labels("error").inc()
+                raise
+            self._metrics.sg_status_writes.labels("ok").inc()
+            written += 1
+        return written
+
+    # ------------------------------------------------------------------ services
+
+    async def reconcile(self, key: ServiceKey) -> ReconcileResult:
+        namespace, name = split_key(key)
+        obj = self._services(namespace, name)
+        events: list[Event] = []
+        for _attempt in range(self._conflict_retries + 1):
+            if obj is None:
+                self._account(self.allocator.release(key), None)
+                return ReconcileResult.GONE
+            try:
+                svc = parse_service(obj)
+            except InvalidField as exc:
+                LOGGER.warning("event=service_unparseable service=%s reason=%s", key, exc)
+                return ReconcileResult.OK  # only an edit of the Service can fix it
+            decision = self.allocator.reconcile(svc)
+            self._account(decision, svc.annotations)
+            events.extend(decision.events)
+            try:
+                obj = await self._write(obj, decision)
+            except Conflict:
+                self._metrics.conflicts.inc()
+                obj = await self._writer.read_service(namespace, name)
+                continue
+            except NotFound:
+                obj = None
+                continue
+            for event in events:
+                await self._writer.emit(obj, event,
+                                        action=EVENT_ACTIONS.get(event.reason, "Reconcile"))
+            return ReconcileResult.OK
+        LOGGER.warning("event=conflict_storm service=%s retries=%d backing_off", key,
+                       self._conflict_retries)
+        return ReconcileResult.RETRY
+
+    async def _write(self, obj: JSON, decision: Decision) -> JSON:
+        if decision.annotations_set or decision.annotations_remove:
+            obj = await self._writer.patch_annotations(obj, decision.annotations_set,
+                                                       decision.annotations_remove)
+        if decision.ingress is not None:
+            obj = await self._writer.write_ingress(obj, decision.ingress_json())
+        return obj
+
+    def _account(self, decision: Decision, annotations: Mapping[str, str] | None) -> None:
+        for key in decision.requeue:
+            self.queue.add(key)
+        if decision.has_writes or decision.released:
+            self.status_dirty = True
+        if decision.failure is not None:
+            pool = (annotations or {}).get(ann.SERVICE_GROUP) or self._settings.default_group
+            self._metrics.rejected.labels(pool, decision.failure.reason.value).inc()
+
+
+def _key_of(obj: JSON) -> ServiceKey:
+    meta = obj.get("metadata") or {}
+    return service_key(str(meta.get("namespace", "")), str(meta.get("name", "")))
