@@ -47,8 +47,10 @@ from purelb.controllers.supervisor import Backoff, supervise
 from purelb.controllers.workqueue import RETRY_BACKOFF, WorkQueue
 from purelb.errors import ApiError, ConfigError
 from purelb.ipam.allocator import AllocatorSettings
+from purelb.ipam.netbox import NetboxMetrics
 from purelb.kube import (
     DEFAULT_REFLECTOR_SETTINGS,
+    SECRETS,
     SERVICE_GROUPS,
     SERVICES,
     Change,
@@ -56,6 +58,7 @@ from purelb.kube import (
     EventSettings,
     KubeClient,
     LeaseObject,
+    NotFound,
     Reflector,
     ReflectorSettings,
     Resource,
@@ -73,6 +76,9 @@ DEFAULT_NAMESPACE = "purelb-system"
 DEFAULT_METRICS_PORT = 7472
 """PureLB's metrics port (both binaries)."""
 DEFAULT_LEASE_NAME = "purelb-allocator"
+#: longest the startup NetBox sync may hold up a term's first reconcile (NetBox down: the
+#: client's retries alone take ~1 s; a stuck NetBox must not keep local groups waiting)
+NETBOX_SYNC_BUDGET_S = 30.0
 #: readiness conditions of the daemon
 SYNCED, LEADING = "synced", "leading"
 
@@ -165,6 +171,7 @@ class AllocatorDaemon:
         self._wall = wall_clock
         self.health = Health(SYNCED, LEADING)
         self.metrics = AllocatorMetrics(self._current_allocator, self._queue_depth)
+        self.netbox_metrics = NetboxMetrics(self.metrics.registry)
         self.elector = Elector(settings.identity, settings.lease)
         self._recorder = EventRecorder(client, EventSettings(
             reporting_controller="purelb.io/allocator", reporting_instance=settings.identity),
@@ -272,7 +279,8 @@ class AllocatorDaemon:
             settings=s.allocator, writer=self.writer,
             services=lambda ns, name: self._reflectors["services"].get(ns, name),
             groups=lambda: self._reflectors["servicegroups"].list(), queue=queue,
-            metrics=self.metrics, conflict_retries=s.conflict_retries, now=self._wall_stamp)
+            metrics=self.metrics, conflict_retries=s.conflict_retries, now=self._wall_stamp,
+            read_secret=self._read_secret, netbox_metrics=self.netbox_metrics)
         # Installed before the barrier so changes seen meanwhile are queued (workers start
         # only after it). The barrier reads fresh lists, not the caches: a new leader's
         # cache may still lack the previous leader's last writes, and importing from it
@@ -288,6 +296,10 @@ class AllocatorDaemon:
                         barrier.services, barrier.imported, barrier.conflicts,
                         trio.current_time() - began)
             del groups, services  # the caches serve reads from here on
+            with trio.move_on_after(NETBOX_SYNC_BUDGET_S) as budget:
+                await reconciler.netbox_start()
+            if budget.cancelled_caught:
+                LOGGER.warning("event=netbox_sync_timeout seconds=%.0f", NETBOX_SYNC_BUDGET_S)
             async with trio.open_nursery() as nursery:
                 for _ in range(s.workers):
                     nursery.start_soon(self._worker, reconciler)
@@ -295,6 +307,8 @@ class AllocatorDaemon:
         finally:
             queue.shut_down()
             self._term = None
+            with trio.CancelScope(shield=True):
+                await reconciler.netbox.aclose()
 
     async def _worker(self, reconciler: Reconciler) -> None:
         queue = reconciler.queue
@@ -351,6 +365,13 @@ class AllocatorDaemon:
             for obj in self._reflectors["services"].list():
                 term.reconciler.queue.add(_key(obj))
             term.reconciler.queue.add(Marker.CONFIG)
+
+    async def _read_secret(self, name: str) -> JSON | None:
+        """A Secret of the install namespace (NetBox tokens); ``None`` if it does not exist."""
+        try:
+            return await self._client.get(SECRETS, name, namespace=self.settings.namespace)
+        except NotFound:
+            return None
 
     # ------------------------------------------------------------------ watches
 

@@ -19,9 +19,11 @@ only the remaining difference) and write again.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +31,32 @@ from purelb.controllers.allocator_metrics import AllocatorMetrics
 from purelb.controllers.allocator_status import desired_status, group_views, status_patch
 from purelb.controllers.allocator_writer import NotLeader, Writer
 from purelb.controllers.workqueue import WorkQueue
+from purelb.errors import ApiError
 from purelb.ipam.allocator import Allocator, AllocatorSettings
 from purelb.ipam.decision import ConfigResult, Decision, Event, EventType
+from purelb.ipam.netbox import NetboxMetrics
+from purelb.ipam.netbox_driver import NetboxDriver
 from purelb.kube import Conflict, NotFound
-from purelb.model import InvalidField, ServiceKey, parse_service, service_key
+from purelb.model import (
+    InvalidField,
+    SecretKeyRef,
+    Service,
+    ServiceGroup,
+    ServiceKey,
+    parse_service,
+    service_key,
+)
 from purelb.model import annotations as ann
 
 LOGGER = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+
+#: PureLB's Secret for the NetBox token when a group names none (v0.13: env
+#: NETBOX_USER_TOKEN from Secret ``netbox-client``, key ``user-token``)
+DEFAULT_NETBOX_SECRET = SecretKeyRef(name="netbox-client", key="user-token")
+#: condition type on a NetBox ServiceGroup's status: can PureLB use that NetBox?
+NETBOX_CONDITION = "NetboxReady"
 
 
 class Marker(enum.Enum):
@@ -94,14 +113,25 @@ class Reconciler:
         metrics: counters and histograms.
         conflict_retries: re-read/recompute rounds after a 409 before backing off.
         now: wall-clock stamp for condition times (injected: MicroTime string).
+        read_secret: ``name -> Secret object or None`` in the install namespace (NetBox
+            tokens); without it NetBox groups have no token.
+        netbox_metrics: NetBox request metrics (registered once per daemon).
     """
 
     def __init__(self, *, settings: AllocatorSettings, writer: Writer,
                  services: Callable[[str, str], JSON | None],
                  groups: Callable[[], list[JSON]], queue: WorkQueue[QueueKey],
                  metrics: AllocatorMetrics, conflict_retries: int,
-                 now: Callable[[], str]) -> None:
+                 now: Callable[[], str],
+                 read_secret: Callable[[str], Awaitable[JSON | None]] | None = None,
+                 netbox_metrics: NetboxMetrics | None = None) -> None:
         self.allocator = Allocator(settings)
+        self._read_secret = read_secret
+        self._tokens: dict[str, str | None] = {}
+        self.netbox = NetboxDriver(lambda g: self._tokens.get(g.name), metrics=netbox_metrics)
+        """NetBox I/O for ``spec.netbox`` groups (only the leader's term has one)."""
+        self._reported_netbox: dict[str, str] = {}
+        self._imported_services: list[Service] = []
         self._settings = settings
         self._writer = writer
         self._services = services
@@ -134,6 +164,7 @@ class Reconciler:
                 LOGGER.warning("event=service_unparseable service=%s reason=%s",
                                _key_of(obj), exc)
         imported = self.allocator.import_services(parsed)
+        self._imported_services = parsed
         for conflict in imported.conflicts:
             LOGGER.warning("event=import_conflict service=%s address=%s reason=%s",
                            conflict.service, conflict.address, conflict.failure.message)
@@ -144,6 +175,97 @@ class Reconciler:
         return BarrierResult(groups=len(groups), services=len(parsed),
                              imported=imported.services, conflicts=len(imported.conflicts))
 
+    # ------------------------------------------------------------------ NetBox
+
+    async def netbox_start(self) -> None:
+        """After the barrier: NetBox clients, then reconcile NetBox with the imported Services
+        (orphans released, lost addresses re-claimed). Sync, errors logged, never raised."""
+        services, self._imported_services = self._imported_services, []
+        if not any(g.netbox is not None for g in self.allocator.groups.values()):
+            return
+        await self._netbox_configure()
+        report = await self.netbox.sync(self.allocator, {s.key: s for s in services})
+        LOGGER.info("event=netbox_sync released=%d reclaimed=%d relabelled=%d incomplete=%s",
+                    len(report.released), len(report.reclaimed), len(report.relabelled),
+                    ",".join(report.incomplete) or "-")
+        for key, events in sorted(report.events.items()):
+            obj = self._services(*split_key(key))
+            for event in events:
+                if obj is not None:
+                    await self._writer.emit(obj, event, action="Reconcile")
+        self.status_dirty = True
+
+    async def _netbox_configure(self) -> None:
+        groups = list(self.allocator.groups.values())
+        tokens: dict[str, str | None] = {}
+        for group in groups:
+            if group.netbox is not None:
+                tokens[group.name] = await self._token(group)
+        self._tokens = tokens
+        self.netbox.configure(groups)
+
+    async def _token(self, group: ServiceGroup) -> str | None:
+        assert group.netbox is not None
+        ref = group.netbox.token_secret_ref or DEFAULT_NETBOX_SECRET
+        if self._read_secret is None:
+            return None
+        try:
+            secret = await self._read_secret(ref.name)
+        except ApiError as exc:
+            LOGGER.warning("event=netbox_token_unreadable group=%s secret=%s error=%s",
+                           group.name, ref.name, exc)
+            return None
+        raw = ((secret or {}).get("data") or {}).get(ref.key)
+        if not raw:
+            return None
+        try:
+            return base64.b64decode(raw, validate=True).decode().strip() or None
+        except (binascii.Error, UnicodeDecodeError):
+            LOGGER.warning("event=netbox_token_invalid group=%s secret=%s key=%s",
+                           group.name, ref.name, ref.key)
+            return None
+
+    async def _netbox_handle(self, decision: Decision, svc: Service | None) -> list[Event]:
+        """Release / fulfil / relabel in NetBox for one decision; requeue and retry keys."""
+        result = await self.netbox.handle(self.allocator, decision, svc)
+        for key in sorted(result.requeue):
+            self.queue.add(key)
+        if result.retry_after is not None and svc is not None:
+            self.queue.add_after(svc.key, result.retry_after)
+        if result.requeue or result.events:
+            self.status_dirty = True
+        await self._report_netbox_problems()
+        return result.events
+
+    async def _report_netbox_problems(self) -> None:
+        """A Warning Event on a NetBox ServiceGroup when its problem first appears."""
+        current = {name: p.message for name, p in self.netbox.problems.items()}
+        if current == self._reported_netbox:
+            return
+        by_name = {str((g.get("metadata") or {}).get("name")): g for g in self._groups()}
+        for name, message in sorted(current.items()):
+            if self._reported_netbox.get(name) == message or name not in by_name:
+                continue
+            LOGGER.warning("event=netbox_problem group=%s reason=%s", name, message)
+            ref = {**by_name[name], "apiVersion": "purelb.io/v1", "kind": "ServiceGroup"}
+            await self._writer.emit(ref, Event(EventType.WARNING, "NetboxError", message),
+                                    action="Allocate")
+        self._reported_netbox = current
+        self.status_dirty = True
+
+    def _netbox_condition(self, name: str, generation: int) -> JSON | None:
+        group = self.allocator.groups.get(name)
+        if group is None or group.netbox is None:
+            return None
+        problem = self.netbox.problems.get(name)
+        if problem is None:
+            return {"type": NETBOX_CONDITION, "status": "True", "reason": "Ready",
+                    "message": f"NetBox {group.netbox.url} tenant {group.netbox.tenant}",
+                    "observedGeneration": generation}
+        reason = "".join(w.capitalize() for w in problem.reason.split("_"))
+        return {"type": NETBOX_CONDITION, "status": "False", "reason": reason,
+                "message": problem.message, "observedGeneration": generation}
+
     # ------------------------------------------------------------------ config
 
     async def apply_config(self) -> ConfigResult:
@@ -151,6 +273,10 @@ class Reconciler:
         groups = self._groups()
         result = self.allocator.set_config(groups)
         self._metrics.config_loaded.set(1 if result.accepted else 0)
+        if result.unused_offers:  # before the clients of changed groups are replaced
+            await self.netbox.release(result.unused_offers)
+        if any(g.netbox is not None for g in self.allocator.groups.values()):
+            await self._netbox_configure()
         for key in result.requeue:
             self.queue.add(key)
         self.status_dirty = True
@@ -174,7 +300,11 @@ class Reconciler:
         alloc = self.allocator
         written = 0
         for obj, view in group_views(self._groups(), alloc.groups, alloc.rejected, alloc.stats()):
-            patch = status_patch(obj.get("status"), desired_status(view), now=self._now())
+            desired = desired_status(view)
+            condition = self._netbox_condition(view.name, view.generation)
+            if condition is not None and "conditions" in desired:
+                desired["conditions"].append(condition)
+            patch = status_patch(obj.get("status"), desired, now=self._now())
             if patch is None:
                 continue
             try:
@@ -199,7 +329,9 @@ class Reconciler:
         events: list[Event] = []
         for _attempt in range(self._conflict_retries + 1):
             if obj is None:
-                self._account(self.allocator.release(key), None)
+                gone = self.allocator.release(key)
+                self._account(gone, None)
+                await self._netbox_handle(gone, None)
                 return ReconcileResult.GONE
             try:
                 svc = parse_service(obj)
@@ -209,6 +341,7 @@ class Reconciler:
             decision = self.allocator.reconcile(svc)
             self._account(decision, svc.annotations)
             events.extend(decision.events)
+            events.extend(await self._netbox_handle(decision, svc))
             try:
                 obj = await self._write(obj, decision)
             except Conflict:

@@ -297,6 +297,10 @@ class NetboxDriver:
             return  # never delete a record PureLB does not own
         await state.client.release(record, legacy=state.legacy)
 
+    async def release(self, released: Iterable[Released]) -> None:
+        """Give addresses back (e.g. ``ConfigResult.unused_offers``); kept if NetBox is down."""
+        await self._release_all([r for r in released if r.pool_type is PoolType.NETBOX])
+
     @property
     def unreleased(self) -> tuple[IPAddress, ...]:
         """Released addresses not yet returned to NetBox (it was unreachable)."""
