@@ -273,7 +273,7 @@ class Allocator:
             failed = False
             for text in svc.ingress:
                 try:
-                    self._import_one(key, text, sharing_key, ports)
+                    self._import_one(key, text, sharing_key, ports, self._legacy_hint(svc))
                 except Refusal as refusal:
                     conflicts.append(ImportConflict(key, text, refusal.failure))
                     failed = True
@@ -289,8 +289,25 @@ class Allocator:
             requeue=tuple(requeue),
         )
 
+    def _legacy_hint(self, svc: Service) -> str | None:
+        """The NetBox group without prefixes a Service's addresses came from, if any.
+
+        Such a group has no ranges, so no address maps to it by value; the
+        ``allocated-from`` annotation we wrote says where an imported address belongs.
+        """
+        name = svc.annotations.get(ann.ALLOCATED_FROM, "").split(",")[0].strip()
+        group = self._groups.get(name)
+        if group is not None and group.netbox is not None and not group.netbox.prefixes:
+            return name
+        return None
+
     def _import_one(
-        self, key: ServiceKey, text: str, sharing_key: str, ports: frozenset[ServicePort]
+        self,
+        key: ServiceKey,
+        text: str,
+        sharing_key: str,
+        ports: frozenset[ServicePort],
+        hint: str | None = None,
     ) -> None:
         try:
             ip = ipaddress.ip_address(text.strip())
@@ -310,7 +327,7 @@ class Allocator:
         if address is not None:
             self._book.check_join(key, address, sharing_key, ports, one_per_key=False)
         else:
-            group = self._index.group_of(ip)
+            group = self._index.group_of(ip) or hint
             if group is not None:
                 try:
                     self._sources[group].adopt(ip)

@@ -321,17 +321,20 @@ class NetboxDriver:
         by_tenant: dict[tuple[NetboxClient, str], list[_GroupState]] = {}
         for state in self._groups.values():
             by_tenant.setdefault((state.client, state.tenant), []).append(state)
-        holders: dict[str, dict[IPAddress, list[ServiceKey]]] = {}
+        holders: dict[str | None, dict[IPAddress, list[ServiceKey]]] = {}
         for key, _family, address, group, _skey in alloc.snapshot():
-            if group is not None:
-                holders.setdefault(group, {}).setdefault(_ip(address), []).append(ServiceKey(key))
+            holders.setdefault(group, {}).setdefault(_ip(address), []).append(ServiceKey(key))
+        # held by any Service at all (even in no group): never released as an orphan
+        anywhere = {ip for by_ip in holders.values() for ip in by_ip}
         for (client, tenant), states in by_tenant.items():
             held: dict[IPAddress, list[ServiceKey]] = {}
             for state in states:
                 for ip, keys in holders.get(state.group.name, {}).items():
                     held.setdefault(ip, []).extend(keys)
             try:
-                await self._sync_tenant(client, tenant, states, held, holders, services, report)
+                await self._sync_tenant(
+                    client, tenant, states, held, holders, services, report, anywhere
+                )
             except NetboxError as exc:
                 # NetBox down or the token refused: nothing is released or claimed for
                 # this tenant; the daemon runs sync again later (report.incomplete)
@@ -347,12 +350,13 @@ class NetboxDriver:
         tenant: str,
         states: list[_GroupState],
         held: dict[IPAddress, list[ServiceKey]],
-        holders: dict[str, dict[IPAddress, list[ServiceKey]]],
+        holders: dict[str | None, dict[IPAddress, list[ServiceKey]]],
         services: Mapping[ServiceKey, Service],
         report: SyncReport,
+        anywhere: set[IPAddress],
     ) -> None:
         records = await client.owned(tenant=tenant)
-        plan = plan_sync(held, records)
+        plan = plan_sync(held, records, keep=anywhere)
         legacy = all(s.legacy for s in states)
         for rec in plan.release:
             await client.release(rec, legacy=legacy)

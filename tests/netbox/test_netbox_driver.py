@@ -344,3 +344,22 @@ async def test_netbox_down_services_pending_then_allocated(
         gone_ip not in records or records[gone_ip]["description"] != "purelb:ns/gone uid=uid-gone"
     )
     assert {c.ingress("keep")[0], c.ingress("late1")[0], c.ingress("late2")[0]} <= set(records)
+
+
+async def test_legacy_group_survives_restart_and_releases_after_it(
+    netbox_server, nb_scope, cluster_factory
+):
+    base = ipaddress.ip_network(nb_scope.v4).network_address
+    nb_scope.reserve(f"{base + 30}/24")
+    cfg = [group(netbox_server, nb_scope)]
+    first = cluster_factory(cfg)
+    await first.start()
+    await first.put(S("a", families=("IPv4",), policy="SingleStack"))
+    assert first.ingress("a") == (str(base + 30),)
+    second = cluster_factory(cfg)
+    report = await second.start(first.services.values())
+    assert report.released == []  # held by a Service: never an orphan
+    assert second.ingress("a") == (str(base + 30),)
+    await second.delete("ns/a")  # the legacy address goes back to reserved after a restart
+    rec = nb_records(nb_scope)[str(base + 30)]
+    assert rec["status"]["value"] == "reserved" and rec["tags"] == []

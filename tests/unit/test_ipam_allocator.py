@@ -171,3 +171,20 @@ def test_offers_of_a_replaced_netbox_group_are_handed_back() -> None:
         ("10.99.0.9", "default", PoolType.NETBOX)]
     assert alloc.holdings("ns/a") == {4: A("10.99.0.8")}  # the held one stays (adopted)
     assert alloc.stats()[0].in_use == 1
+
+
+def test_import_places_a_legacy_netbox_address_by_its_allocated_from() -> None:
+    alloc = Allocator()
+    alloc.set_config([netbox_sg("legacy")])  # no prefix: addresses cannot be placed by value
+    branded = {
+        purelb.model.annotations.ALLOCATED_BY: purelb.model.annotations.BRAND,
+        purelb.model.annotations.ALLOCATED_FROM: "legacy",
+    }
+    result = alloc.import_services(
+        [svc("a", group="legacy", ingress=("10.50.0.7",), annotations=branded)]
+    )
+    assert result.orphans == ()
+    released = alloc.release(ServiceKey("ns/a")).released
+    assert [(str(r.address), r.group, r.pool_type) for r in released] == [
+        ("10.50.0.7", "legacy", PoolType.NETBOX)
+    ]
