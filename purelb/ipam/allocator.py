@@ -290,7 +290,7 @@ class Allocator:
         )
 
     def _legacy_hint(self, svc: Service) -> str | None:
-        """The NetBox group without prefixes a Service's addresses came from, if any.
+        """The NetBox group without CIDR prefixes a Service's addresses came from, if any.
 
         Such a group has no ranges, so no address maps to it by value; the
         ``allocated-from`` annotation we wrote says where an imported address belongs.
@@ -298,7 +298,7 @@ class Allocator:
         name = svc.annotations.get(ann.ALLOCATED_FROM, "").split(",")[0].strip()
         group = self._groups.get(name)
         if group is not None and group.netbox is not None and not group.netbox.prefixes:
-            return name
+            return name  # no CIDR to place by (legacy flow, or prefixes given by id)
         return None
 
     def _import_one(

@@ -92,7 +92,7 @@ class _GroupState:
     @property
     def legacy(self) -> bool:
         assert self.group.netbox is not None
-        return not self.group.netbox.prefixes
+        return not self.group.netbox.has_prefix
 
     @property
     def tenant(self) -> str:
@@ -160,11 +160,11 @@ class NetboxDriver:
     async def _prefix(self, state: _GroupState, family: int) -> Prefix | None:
         spec = state.group.netbox
         assert spec is not None
-        wanted = spec.v4prefix if family == 4 else spec.v6prefix
+        wanted = spec.prefix_ref(family)
         if wanted is None:
             return None
         if family not in state.prefixes:
-            state.prefixes[family] = await state.client.prefix(str(wanted))
+            state.prefixes[family] = await state.client.prefix(wanted)
         return state.prefixes[family]
 
     # ------------------------------------------------------------------ decisions
@@ -262,7 +262,12 @@ class NetboxDriver:
         for state in self._groups.values():
             spec = state.group.netbox
             assert spec is not None
-            if not spec.prefixes or any(ip in p for p in spec.prefixes if p.version == ip.version):
+            cached = state.prefixes.get(ip.version)
+            if (
+                not spec.has_prefix
+                or any(ip in p for p in spec.prefixes if p.version == ip.version)
+                or (cached is not None and ip in cached.prefix)
+            ):
                 return state.client
         raise LookupError(f"{ip} is in no NetBox group")
 

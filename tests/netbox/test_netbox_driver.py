@@ -363,3 +363,18 @@ async def test_legacy_group_survives_restart_and_releases_after_it(
     await second.delete("ns/a")  # the legacy address goes back to reserved after a restart
     rec = nb_records(nb_scope)[str(base + 30)]
     assert rec["status"]["value"] == "reserved" and rec["tags"] == []
+
+
+async def test_prefix_given_by_numeric_id(netbox_server, nb_scope, cluster_factory):
+    pid = nb_scope.add_prefix(nb_scope.v4)
+    net = ipaddress.ip_network(nb_scope.v4)
+    cfg = [group(netbox_server, nb_scope, v4prefix=str(pid))]
+    first = cluster_factory(cfg)
+    await first.start()
+    await first.put(S("a"))
+    assert first.ingress("a") == (str(net.network_address + 1),)
+    second = cluster_factory(cfg)  # a restart places the address by allocated-from
+    report = await second.start(first.services.values())
+    assert report.released == [] and report.reclaimed == []
+    await second.delete("ns/a")
+    assert nb_records(nb_scope) == {}

@@ -188,3 +188,13 @@ def test_import_places_a_legacy_netbox_address_by_its_allocated_from() -> None:
     assert [(str(r.address), r.group, r.pool_type) for r in released] == [
         ("10.50.0.7", "legacy", PoolType.NETBOX)
     ]
+
+
+def test_netbox_prefix_by_numeric_id() -> None:
+    group = parse_service_group(netbox_sg("byid", v4prefix="42", v6prefix=7))
+    assert group.netbox is not None
+    assert group.netbox.v4prefix is None and group.netbox.v4prefix_id == 42
+    assert group.netbox.prefix_ref(4) == "42" and group.netbox.prefix_ref(6) == "7"
+    assert group.families == frozenset({4, 6}) and group.netbox.has_prefix
+    cidr = parse_service_group(netbox_sg("bycidr", v4prefix="10.9.0.0/24")).netbox
+    assert cidr is not None and cidr.prefix_ref(4) == "10.9.0.0/24" and cidr.prefix_ref(6) is None
