@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import trio
+
 from purelb.controllers.allocator_metrics import AllocatorMetrics
 from purelb.controllers.allocator_status import desired_status, group_views, status_patch
 from purelb.controllers.allocator_writer import NotLeader, Writer
@@ -294,6 +296,8 @@ class Reconciler:
 
     async def flush_group_status(self) -> int:
         """Write the status of every group whose status differs; return how many."""
+        if self.netbox.unreleased:  # NetBox was down when these were released
+            await self.netbox.retry_releases(trio.current_time())
         if not self.status_dirty:
             return 0
         self.status_dirty = False

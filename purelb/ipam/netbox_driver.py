@@ -17,6 +17,7 @@ missing prefix also sets :attr:`NetboxDriver.problems` (a ServiceGroup condition
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -120,7 +121,10 @@ class NetboxDriver:
         self._clients: dict[tuple[str, str], NetboxClient] = {}
         self._groups: dict[str, _GroupState] = {}
         self._records: dict[IPAddress, IPRecord] = {}
+        self._named: dict[ServiceKey, set[IPAddress]] = {}
+        """Service -> the cached records whose description names it (for relabelling)."""
         self._unreleased: dict[IPAddress, Released] = {}
+        self._last_release_try = -math.inf
         self.problems: dict[str, GroupProblem] = {}
 
     async def aclose(self) -> None:
@@ -181,6 +185,7 @@ class NetboxDriver:
                 await self._fulfil(alloc, request, svc, result)
         elif decision.outcome is Outcome.OK and svc is not None:
             await self._relabel_held(alloc, svc)
+        await self._hand_over(alloc, decision.service)
         if self._unreleased and result.retry_after is None:
             result.retry_after = UNAVAILABLE_RETRY_S
         return result
@@ -236,7 +241,7 @@ class NetboxDriver:
             self._warn(result, "NetboxError", f"Service {svc.key}: {exc}", SLOW_RETRY_S)
             return
         self.problems.pop(group, None)
-        self._records[record.address] = record
+        self._remember(record)
         result.requeue.add(svc.key)
 
     @staticmethod
@@ -250,13 +255,43 @@ class NetboxDriver:
             record = self._records.get(ip)
             if record is None or record.owner is None:
                 continue
-            if record.owner.service not in alloc.holders(ip):
+            if record.owner.service not in alloc.holders(ip) or (
+                record.owner.service == svc.key and record.owner.uid != svc.uid
+            ):
                 try:
-                    self._records[ip] = await self._client_for(ip).relabel(
-                        record, Owner(svc.key, svc.uid)
+                    self._remember(
+                        await self._client_for(ip).relabel(record, Owner(svc.key, svc.uid))
                     )
                 except NetboxError:
                     pass  # cosmetic; the startup sync fixes names too
+
+    async def _hand_over(self, alloc: Allocator, key: ServiceKey) -> None:
+        """``key`` left a shared address named after it: name a remaining holder."""
+        for ip in sorted(self._named.get(key, ()), key=lambda a: (a.version, int(a))):
+            holders = alloc.holders(ip)
+            record = self._records.get(ip)
+            if not holders or key in holders or record is None:
+                continue
+            try:
+                self._remember(await self._client_for(ip).relabel(record, Owner(min(holders))))
+            except (NetboxError, LookupError):
+                pass  # cosmetic; the holder's next reconcile or the startup sync fixes it
+
+    def _remember(self, record: IPRecord) -> None:
+        self._forget(record.address)
+        self._records[record.address] = record
+        if record.owner is not None:
+            self._named.setdefault(ServiceKey(record.owner.service), set()).add(record.address)
+
+    def _forget(self, ip: IPAddress) -> IPRecord | None:
+        record = self._records.pop(ip, None)
+        if record is not None and record.owner is not None:
+            named = self._named.get(ServiceKey(record.owner.service))
+            if named is not None:
+                named.discard(ip)
+                if not named:
+                    del self._named[ServiceKey(record.owner.service)]
+        return record
 
     def _client_for(self, ip: IPAddress) -> NetboxClient:
         for state in self._groups.values():
@@ -289,7 +324,7 @@ class NetboxDriver:
         state = self._groups.get(r.group or "")
         if state is None:
             return  # the group is gone; its addresses are found by the next startup sync
-        record = self._records.pop(r.address, None)
+        record = self._forget(r.address)
         if record is None:
             found = await state.client.find(
                 r.address, vrf_id=(state.prefixes.get(r.address.version) or _NO_PREFIX).vrf_id
@@ -311,8 +346,12 @@ class NetboxDriver:
         """Released addresses not yet returned to NetBox (it was unreachable)."""
         return tuple(self._unreleased)
 
-    async def retry_releases(self) -> None:
-        await self._release_all([])
+    async def retry_releases(self, now: float) -> None:
+        """Try the kept releases again, at most every ``UNAVAILABLE_RETRY_S`` (``now``: a
+        monotonic clock); the daemon calls this from a periodic loop."""
+        if self._unreleased and now - self._last_release_try >= UNAVAILABLE_RETRY_S:
+            self._last_release_try = now
+            await self._release_all([])
 
     # ------------------------------------------------------------------ startup sync
 
@@ -368,13 +407,11 @@ class NetboxDriver:
             report.released.append(rec.address)
         for rec, key in plan.relabel:
             svc = services.get(key)
-            self._records[rec.address] = await client.relabel(
-                rec, Owner(key, svc.uid if svc else "")
-            )
+            self._remember(await client.relabel(rec, Owner(key, svc.uid if svc else "")))
             report.relabelled.append(rec.address)
         for rec in records:
-            if rec.owner is not None and rec.address in held:
-                self._records.setdefault(rec.address, rec)
+            if rec.owner is not None and rec.address in held and rec.address not in self._records:
+                self._remember(rec)
         for ip, key in plan.reclaim:
             svc = services.get(key)
             state = next(
@@ -383,8 +420,10 @@ class NetboxDriver:
             )
             try:
                 prefix = await self._prefix(state, ip.version)
-                self._records[ip] = await client.claim(
-                    ip, Owner(key, svc.uid if svc else ""), tenant, prefix=prefix
+                self._remember(
+                    await client.claim(
+                        ip, Owner(key, svc.uid if svc else ""), tenant, prefix=prefix
+                    )
                 )
                 report.reclaimed.append(ip)
             except (NetboxConflict, NetboxNotFound) as exc:

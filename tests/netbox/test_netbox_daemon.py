@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 
+import httpx
 import pytest
 
 from purelb.kube import SECRETS, SERVICE_GROUPS, SERVICES
@@ -50,9 +51,16 @@ async def test_daemon_allocates_from_netbox_and_releases(netbox_server, nb_scope
         token = netbox_server.token_v2 or netbox_server.token_v1
         await w.client.create(SECRETS, secret("nb", "token", token), namespace=NS)
         await w.client.create(SERVICE_GROUPS, group, namespace=NS)
-        async with running_daemon(w):
+        async with running_daemon(w) as daemon:
             await w.client.create(SERVICES, service("web"))
             assert await w.wait_ingress("web") == [first]
+            async with httpx.AsyncClient() as h:
+                text = (await h.get(f"http://127.0.0.1:{daemon.metrics_port}/metrics")).text
+            assert (
+                'purelb_netbox_requests_total{endpoint="/api/ipam/prefixes/{id}/available-ips/",'
+                'method="POST",outcome="ok"} 1.0'
+            ) in text
+            assert "purelb_netbox_request_duration_seconds_bucket" in text
             obj = await w.svc("web")
             assert obj["metadata"]["annotations"]["purelb.io/pool-type"] == "netbox"
             rec = nb_scope.admin.addresses(address=first)[0]

@@ -217,7 +217,10 @@ async def test_sharing_key_one_record_until_the_last_holder_leaves(
     ip = c.ingress("http")[0]
     assert list(nb_records(nb_scope)) == [ip]
     await c.delete("ns/http")
-    assert nb_records(nb_scope)[ip]["description"].startswith("purelb:ns/")
+    # the record now names the remaining holder
+    assert nb_records(nb_scope)[ip]["description"] == "purelb:ns/https"
+    await c.put(S("https", key="k", ports=("TCP/443",)))  # its next reconcile adds the uid
+    assert nb_records(nb_scope)[ip]["description"] == "purelb:ns/https uid=uid-https"
     await c.delete("ns/https")
     assert nb_records(nb_scope) == {}
 
