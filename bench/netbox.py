@@ -38,6 +38,8 @@ from purelb.ipam.netbox_driver import NetboxDriver
 from purelb.model import Service, ServiceKey, ServicePort
 
 REPO = Path(__file__).resolve().parents[1]
+#: the state dir the real-NetBox tests use (tests/netbox/conftest.py)
+DEFAULT_STATE = "/var/tmp/purelb-netbox"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,12 +149,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"--count must be 1..500 (one /22), got {args.count}", file=sys.stderr)
         return 2
     url, token, started = args.url, args.token, False
+    env_up = {**os.environ, "NETBOX_SEED_DIR": str(REPO / "tests" / "fixtures" / "netbox-seed")}
     if args.start:
+        # the test fixture's state and ports, so a warm install is reused
+        state = Path(env_up.setdefault("NETBOX_STATE_DIR", DEFAULT_STATE))
+        ports = state / "purelb-ports.env"
+        if ports.exists():
+            for line in ports.read_text().splitlines():
+                k, _, v = line.partition("=")
+                env_up.setdefault(k, v)
+        pidfile = state / "run" / "gunicorn.pid"
+        was_running = pidfile.exists() and Path(f"/proc/{pidfile.read_text().strip()}").exists()
         proc = subprocess.run(
             ["bash", str(REPO / "scripts" / "netbox-up.sh")],
             capture_output=True,
             text=True,
-            env={**os.environ, "NETBOX_SEED_DIR": str(REPO / "tests" / "fixtures" / "netbox-seed")},
+            env=env_up,
         )
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
@@ -161,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         for line in proc.stdout.splitlines():
             k, _, v = line.removeprefix("export ").partition("=")
             env[k] = shlex.split(v)[0] if v else ""
-        url, token, started = env["NETBOX_URL"], env["NETBOX_TOKEN"], True
+        url, token, started = env["NETBOX_URL"], env["NETBOX_TOKEN"], not was_running
     if not url or not token:
         print("need --url and --token (or NETBOX_URL/NETBOX_TOKEN, or --start)", file=sys.stderr)
         return 2
@@ -169,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
         results = trio.run(_measure, url, token, args.count)
     finally:
         if started:
-            subprocess.run(["bash", str(REPO / "scripts" / "netbox-down.sh")], capture_output=True)
+            subprocess.run(
+                ["bash", str(REPO / "scripts" / "netbox-down.sh")], capture_output=True, env=env_up
+            )
     print(f"NetBox {url}, one address at a time, {args.count} per phase")
     print(f"{'phase':<22}{'p50 ms':>9}{'p90 ms':>9}{'max ms':>9}")
     for r in results:
