@@ -40,6 +40,7 @@ from purelb.controllers.allocator_reconcile import (
     QueueKey,
     Reconciler,
     ReconcileResult,
+    slim_service,
 )
 from purelb.controllers.allocator_writer import KubeWriter, NotLeader
 from purelb.controllers.leadership import Elector, LeaseTimings, run_election
@@ -208,7 +209,7 @@ class AllocatorDaemon:
         return self._term.reconciler.allocator if self._term is not None else None
 
     def _queue_depth(self) -> int:
-        return len(self._term.reconciler.queue) if self._term is not None else 0
+        return self._term.reconciler.backlog if self._term is not None else 0
 
     def _wall_stamp(self) -> str:
         return micro_time(self._wall())
@@ -249,9 +250,13 @@ class AllocatorDaemon:
             task_status.started(self)
 
     def _on_leadership(self, leading: bool) -> None:
-        """Election callback (sync): a lost lease cancels the running term at once."""
+        """Election callback (sync): a lost lease cancels the running term at once.
+
+        Readiness (``leading``) turns true only once the new term's barrier is done, so
+        /readyz means "this replica is allocating now"."""
         self._leading = leading
-        self.health.set(LEADING, leading)
+        if not leading:
+            self.health.set(LEADING, False)
         self.metrics.leader.set(1 if leading else 0)
         if not leading and self._term is not None:
             LOGGER.warning("event=leadership_lost identity=%s stopping writes",
@@ -300,6 +305,7 @@ class AllocatorDaemon:
                 await reconciler.netbox_start()
             if budget.cancelled_caught:
                 LOGGER.warning("event=netbox_sync_timeout seconds=%.0f", NETBOX_SYNC_BUDGET_S)
+            self.health.set(LEADING, True)
             async with trio.open_nursery() as nursery:
                 for _ in range(s.workers):
                     nursery.start_soon(self._worker, reconciler)
@@ -307,12 +313,14 @@ class AllocatorDaemon:
         finally:
             queue.shut_down()
             self._term = None
+            self.health.set(LEADING, False)
             with trio.CancelScope(shield=True):
                 await reconciler.netbox.aclose()
 
     async def _worker(self, reconciler: Reconciler) -> None:
         queue = reconciler.queue
         while True:
+            reconciler.top_up(self.settings.workers)
             key = await queue.get()
             began = trio.current_time()
             try:
@@ -362,8 +370,7 @@ class AllocatorDaemon:
             term = self._term
             if term is None:
                 continue
-            for obj in self._reflectors["services"].list():
-                term.reconciler.queue.add(_key(obj))
+            term.reconciler.backfill(_key(obj) for obj in self._reflectors["services"].list())
             term.reconciler.queue.add(Marker.CONFIG)
 
     async def _read_secret(self, name: str) -> JSON | None:
@@ -381,7 +388,8 @@ class AllocatorDaemon:
         """One reflector run with its consumer; ready once it has listed."""
         send, receive = trio.open_memory_channel[Change](self.settings.change_buffer)
         reflector = Reflector(self._client, resource, namespace=namespace, send_channel=send,
-                              settings=self.settings.reflector)
+                              settings=self.settings.reflector,
+                              transform=slim_service if resource is SERVICES else None)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._consume, receive, on_change)
             await nursery.start(reflector.run)
@@ -397,7 +405,8 @@ class AllocatorDaemon:
 
     def _on_service_change(self, change: Change) -> None:
         if self._term is not None:
-            self._term.reconciler.queue.add(_key(change.obj))
+            meta = change.obj.get("metadata") or {}
+            self._term.reconciler.changed(_key(change.obj), str(meta.get("resourceVersion", "")))
 
     def _on_group_change(self, change: Change) -> None:
         if self._term is not None:

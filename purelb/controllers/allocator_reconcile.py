@@ -23,7 +23,8 @@ import base64
 import binascii
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +145,21 @@ class Reconciler:
         self._now = now
         self._reported_rejections: dict[str, str] = {}
         self.status_dirty = True
+        self._behind: dict[ServiceKey, frozenset[str]] = {}
+        # Per Service, the resourceVersions our last writes went *through* (the one the
+        # decision read and any intermediate one, never the last). A cached copy at one of
+        # them predates our own write, whose watch event is on its way: reconciling it
+        # would only earn a 409 and a re-read. Versions are compared for equality only
+        # (they are opaque strings to clients).
+        self.skipped_behind = 0
+        """Reconciles skipped because the cache had not yet seen our own write."""
+        self._backfill: deque[ServiceKey] = deque()
+        self._listed: dict[ServiceKey, str] = {}
+        # resourceVersion of each Service in the barrier's list: a watch event carrying the
+        # same version (the reflector's own initial list, replayed) is no news
+        # Bulk keys (the barrier's full pass, a periodic resync) wait here and enter the
+        # queue only when it runs low, so a Service created meanwhile is not queued behind
+        # 10,000 no-op reconciles.
 
     def __repr__(self) -> str:
         return f"Reconciler({self.allocator!r}, queued={len(self.queue)})"
@@ -171,11 +187,34 @@ class Reconciler:
             LOGGER.warning("event=import_conflict service=%s address=%s reason=%s",
                            conflict.service, conflict.address, conflict.failure.message)
         self._metrics.imported.set(imported.services)
-        for svc in parsed:
-            self.queue.add(svc.key)
+        for key in imported.requeue:
+            self.queue.add(key)  # their ingress must be rewritten: first in line
+        self.backfill(svc.key for svc in parsed)
+        self._listed = {svc.key: svc.resource_version for svc in parsed}
         self.queue.add(Marker.CONFIG)  # reports rejected groups as events
         return BarrierResult(groups=len(groups), services=len(parsed),
                              imported=imported.services, conflicts=len(imported.conflicts))
+
+    def backfill(self, keys: Iterable[ServiceKey]) -> None:
+        """Reconcile ``keys`` eventually, after whatever the watches queue meanwhile."""
+        self._backfill.extend(keys)
+
+    def changed(self, key: ServiceKey, resource_version: str) -> None:
+        """A watch saw ``key`` change: queue it, unless the barrier already read that version
+        (then the backfill reconciles it in turn)."""
+        if self._listed and self._listed.pop(key, None) == resource_version:
+            return
+        self.queue.add(key)
+
+    def top_up(self, low_water: int) -> None:
+        """Move backfill keys into the queue while it holds fewer than ``low_water``."""
+        while self._backfill and len(self.queue) < low_water:
+            self.queue.add(self._backfill.popleft())
+
+    @property
+    def backlog(self) -> int:
+        """Keys queued plus keys waiting to be backfilled."""
+        return len(self.queue) + len(self._backfill)
 
     # ------------------------------------------------------------------ NetBox
 
@@ -330,6 +369,11 @@ class Reconciler:
     async def reconcile(self, key: ServiceKey) -> ReconcileResult:
         namespace, name = split_key(key)
         obj = self._services(namespace, name)
+        behind = self._behind.pop(key, None)
+        if obj is not None and behind is not None and _rv(obj) in behind:
+            self._behind[key] = behind
+            self.skipped_behind += 1
+            return ReconcileResult.OK
         events: list[Event] = []
         for _attempt in range(self._conflict_retries + 1):
             if obj is None:
@@ -364,11 +408,16 @@ class Reconciler:
         return ReconcileResult.RETRY
 
     async def _write(self, obj: JSON, decision: Decision) -> JSON:
+        passed = [_rv(obj)]
         if decision.annotations_set or decision.annotations_remove:
             obj = await self._writer.patch_annotations(obj, decision.annotations_set,
                                                        decision.annotations_remove)
+            passed.append(_rv(obj))
         if decision.ingress is not None:
             obj = await self._writer.write_ingress(obj, decision.ingress_json())
+            passed.append(_rv(obj))
+        if len(passed) > 1:
+            self._behind[decision.service] = frozenset(passed[:-1]) - {passed[-1]}
         return obj
 
     def _account(self, decision: Decision, annotations: Mapping[str, str] | None) -> None:
@@ -379,6 +428,40 @@ class Reconciler:
         if decision.failure is not None:
             pool = (annotations or {}).get(ann.SERVICE_GROUP) or self._settings.default_group
             self._metrics.rejected.labels(pool, decision.failure.reason.value).inc()
+
+
+#: the Service fields ``purelb.model.parse_service`` reads (and the writer needs)
+_META_KEPT = ("name", "namespace", "uid", "resourceVersion", "annotations")
+_SPEC_KEPT = ("type", "loadBalancerClass", "clusterIP", "clusterIPs", "ipFamilies",
+              "ipFamilyPolicy", "externalTrafficPolicy", "allocateLoadBalancerNodePorts",
+              "loadBalancerIP")
+
+
+def slim_service(obj: JSON) -> JSON:
+    """The part of a Service the allocator reads: what its watch cache keeps.
+
+    A Service from the API carries selectors, node ports, labels and managedFields the
+    allocator never looks at; caching only this keeps 10,000 Services in a few MB. A field
+    added to ``parse_service`` must be added here too (a unit test compares them).
+    """
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    out: JSON = {"metadata": {k: meta[k] for k in _META_KEPT if k in meta},
+                 "spec": {k: spec[k] for k in _SPEC_KEPT if k in spec}}
+    ports = spec.get("ports")
+    if isinstance(ports, list):
+        out["spec"]["ports"] = [{k: p[k] for k in ("protocol", "port") if k in p}
+                                if isinstance(p, dict) else p for p in ports]
+    elif ports is not None:
+        out["spec"]["ports"] = ports  # malformed: keep it so parsing reports it
+    status = obj.get("status")
+    if isinstance(status, dict) and "loadBalancer" in status:
+        out["status"] = {"loadBalancer": status["loadBalancer"]}
+    return out
+
+
+def _rv(obj: JSON) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
 
 
 def _key_of(obj: JSON) -> ServiceKey:

@@ -325,3 +325,32 @@ async def test_reflector_relists_when_its_version_cannot_be_watched(
         assert api.watch_errors == []
         assert api.lists == lists_after
         n.cancel_scope.cancel()
+
+
+async def test_reflector_transform_slims_listed_and_watched_objects(api_client, autojump_clock):
+    """Verify that the transform applies to the initial list and to watch events alike."""
+    api, client = api_client
+    api.put("x")
+
+    def slim(obj):
+        return {"metadata": {k: obj["metadata"][k] for k in ("name", "namespace",
+                                                             "resourceVersion")},
+                "slim": True}
+
+    send, receive = trio.open_memory_channel(100)
+    refl = Reflector(client, SERVICES, namespace="a", send_channel=send,
+                     settings=ReflectorSettings.local(), transform=slim)
+    async with trio.open_nursery() as n:
+        await n.start(refl.run)
+        api.put("y")
+        await converge(refl, api)
+        n.cancel_scope.cancel()
+    assert all(o.get("slim") for o in refl.list())
+    changes = []
+    while True:
+        try:
+            changes.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    assert [c.obj["metadata"]["name"] for c in changes] == ["x", "y"]
+    assert all(c.obj.get("slim") for c in changes)

@@ -1,0 +1,228 @@
+"""The allocator's reconcile logic against a small fake Writer (no API server).
+
+The fake keeps Services as the API would (resourceVersions, 409 on a stale one) and
+records every write, so each test states exactly which writes a situation costs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from purelb.controllers.allocator_metrics import AllocatorMetrics
+from purelb.controllers.allocator_reconcile import (
+    Marker,
+    QueueKey,
+    Reconciler,
+    ReconcileResult,
+    slim_service,
+)
+from purelb.controllers.workqueue import WorkQueue
+from purelb.ipam.allocator import AllocatorSettings
+from purelb.ipam.decision import Event
+from purelb.kube import Conflict, NotFound
+from purelb.model import ServiceKey, parse_service
+
+JSON = dict[str, Any]
+KEY = ServiceKey("default/web")
+GROUP = {"apiVersion": "purelb.io/v1", "kind": "ServiceGroup",
+         "metadata": {"name": "default", "namespace": "purelb-system", "generation": 1},
+         "spec": {"local": {"v4pool": {"pool": "10.0.0.0/30", "subnet": "10.0.0.0/24"}}}}
+
+
+def service(name: str = "web", **spec: Any) -> JSON:
+    return {"metadata": {"name": name, "namespace": "default", "uid": f"u-{name}",
+                         "resourceVersion": "1", "annotations": {}},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP",
+                                                        "targetPort": 8080, "nodePort": 30080}],
+                     "selector": {"app": name}, **spec},
+            "status": {"loadBalancer": {}}}
+
+
+class FakeWriter:
+    """The API as the writer sees it: versions, compare-and-set, a write log."""
+
+    def __init__(self, objects: dict[str, JSON]) -> None:
+        self.objects = objects
+        self.rv = 100
+        self.log: list[tuple[str, str]] = []
+        self.conflicts_left = 0
+        self.events: list[tuple[str, str]] = []
+        self.group_status: dict[str, JSON] = {}
+
+    def _bump(self, obj: JSON) -> JSON:
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        return copy.deepcopy(obj)
+
+    def _current(self, svc: JSON) -> JSON:
+        name = svc["metadata"]["name"]
+        cur = self.objects.get(name)
+        if cur is None:
+            raise NotFound(f"{name} not found")
+        if self.conflicts_left or cur["metadata"]["resourceVersion"] != \
+                svc["metadata"]["resourceVersion"]:
+            self.conflicts_left = max(0, self.conflicts_left - 1)
+            raise Conflict(f"{name} changed")
+        return cur
+
+    async def patch_annotations(self, svc: JSON, set_: Mapping[str, str],
+                                remove: Sequence[str]) -> JSON:
+        cur = self._current(svc)
+        ann = cur["metadata"].setdefault("annotations", {})
+        ann.update(set_)
+        for k in remove:
+            ann.pop(k, None)
+        self.log.append(("annotations", svc["metadata"]["name"]))
+        return self._bump(cur)
+
+    async def write_ingress(self, svc: JSON, ingress: list[JSON]) -> JSON:
+        cur = self._current(svc)
+        cur.setdefault("status", {})["loadBalancer"] = {"ingress": ingress}
+        self.log.append(("status", svc["metadata"]["name"]))
+        return self._bump(cur)
+
+    async def read_service(self, namespace: str, name: str) -> JSON | None:
+        self.log.append(("read", name))
+        cur = self.objects.get(name)
+        return copy.deepcopy(cur) if cur is not None else None
+
+    async def emit(self, regarding: JSON, event: Event, *, action: str) -> None:
+        self.events.append((regarding["metadata"]["name"], event.reason))
+
+    async def write_group_status(self, group: JSON, status: JSON) -> None:
+        self.group_status[group["metadata"]["name"]] = status
+
+
+def make(objects: dict[str, JSON], cache: dict[str, JSON] | None = None
+         ) -> tuple[Reconciler, FakeWriter, dict[str, JSON]]:
+    writer = FakeWriter(objects)
+    cache = cache if cache is not None else {k: copy.deepcopy(v) for k, v in objects.items()}
+    groups = [copy.deepcopy(GROUP)]
+    queue: WorkQueue[QueueKey] = WorkQueue()
+    rec = Reconciler(settings=AllocatorSettings(), writer=writer,
+                     services=lambda ns, name: cache.get(name), groups=lambda: groups,
+                     queue=queue, metrics=AllocatorMetrics(lambda: None, lambda: 0),
+                     conflict_retries=3, now=lambda: "2026-01-01T00:00:00.000000Z")
+    rec.barrier(groups, list(objects.values()))
+    return rec, writer, cache
+
+
+async def test_a_new_service_costs_one_patch_one_status_write_and_one_event():
+    rec, writer, _ = make({"web": service()})
+    assert await rec.reconcile(KEY) is ReconcileResult.OK
+    assert writer.log == [("annotations", "web"), ("status", "web")]
+    assert writer.objects["web"]["status"]["loadBalancer"]["ingress"] == [
+        {"ip": "10.0.0.0", "ipMode": "VIP"}]
+    assert writer.events == [("web", "AddressAssigned")]
+
+
+async def test_a_conflict_rereads_recomputes_and_keeps_the_events_of_the_first_decision():
+    rec, writer, _ = make({"web": service()})
+    writer.conflicts_left = 1
+    assert await rec.reconcile(KEY) is ReconcileResult.OK
+    assert writer.log == [("read", "web"), ("annotations", "web"), ("status", "web")]
+    assert writer.events == [("web", "AddressAssigned")]
+
+
+async def test_a_conflict_storm_backs_off_without_losing_the_allocation():
+    rec, writer, _ = make({"web": service()})
+    writer.conflicts_left = 100
+    assert await rec.reconcile(KEY) is ReconcileResult.RETRY
+    assert dict(rec.allocator.holdings(KEY)) != {}  # the decision stays; a retry writes it
+    writer.conflicts_left = 0
+    assert await rec.reconcile(KEY) is ReconcileResult.OK
+    assert writer.objects["web"]["status"]["loadBalancer"]["ingress"][0]["ip"] == "10.0.0.0"
+
+
+async def test_a_cache_still_behind_our_own_write_is_skipped_not_rewritten():
+    rec, writer, cache = make({"web": service()})
+    await rec.reconcile(KEY)
+    writes = len(writer.log)
+    # the cache now sees the annotation patch but not yet the status write
+    stale = copy.deepcopy(writer.objects["web"])
+    stale["status"] = {"loadBalancer": {}}
+    stale["metadata"]["resourceVersion"] = str(writer.rv - 1)
+    cache["web"] = stale
+    assert await rec.reconcile(KEY) is ReconcileResult.OK
+    assert len(writer.log) == writes and rec.skipped_behind == 1
+    cache["web"] = copy.deepcopy(writer.objects["web"])  # caught up: a normal no-op
+    assert await rec.reconcile(KEY) is ReconcileResult.OK
+    assert len(writer.log) == writes
+
+
+async def test_a_service_deleted_under_a_write_is_released_for_the_next_one():
+    rec, writer, _ = make({"web": service(), "two": service("two")})
+    del writer.objects["web"]
+    assert await rec.reconcile(KEY) is ReconcileResult.GONE
+    assert dict(rec.allocator.holdings(KEY)) == {}
+    assert await rec.reconcile(ServiceKey("default/two")) is ReconcileResult.OK
+    assert writer.objects["two"]["status"]["loadBalancer"]["ingress"][0]["ip"] == "10.0.0.0"
+
+
+async def test_an_unparseable_service_is_reported_and_not_retried():
+    bad = service()
+    bad["spec"]["ports"] = [{"port": 70000}]
+    rec, writer, _ = make({"web": bad})
+    assert await rec.reconcile(KEY) is ReconcileResult.OK
+    assert writer.log == []
+
+
+async def test_group_status_is_written_once_then_only_when_it_changes():
+    rec, writer, _ = make({"web": service()})
+    groups_obj = GROUP
+    await rec.apply_config()
+    assert await rec.flush_group_status() == 1
+    status = writer.group_status["default"]
+    assert status["allocatedIPv4"] == 0 and status["availableIPv4"] == 4
+    groups_obj_with_status = {**groups_obj, "status": status}
+    rec._groups = lambda: [groups_obj_with_status]  # the cache saw our write
+    rec.status_dirty = True
+    assert await rec.flush_group_status() == 0
+    await rec.reconcile(KEY)
+    assert await rec.flush_group_status() == 1
+    assert writer.group_status["default"]["allocatedIPv4"] == 1
+
+
+def test_barrier_backfills_every_service_behind_live_changes():
+    """Verify that the barrier's full pass waits behind keys the watches queue meanwhile."""
+    rec, _, _ = make({"web": service(), "two": service("two")})
+    assert rec.backlog == 3 and len(rec.queue) == 1  # the config marker goes first
+    rec.queue.add(ServiceKey("default/new"))
+    rec.top_up(2)
+    assert len(rec.queue) == 2 and rec.backlog == 4
+    rec.top_up(10)
+    assert len(rec.queue) == 4 and rec.backlog == 4
+
+
+def test_a_watch_replaying_the_version_the_barrier_read_queues_nothing():
+    rec, _, _ = make({"web": service(), "two": service("two")})
+    before = len(rec.queue)
+    rec.changed(KEY, "1")  # the reflector's initial list, same version: no news
+    assert len(rec.queue) == before
+    rec.changed(ServiceKey("default/two"), "7")  # changed since the barrier
+    assert len(rec.queue) == before + 1
+
+
+@pytest.mark.parametrize("spec", [
+    {},
+    {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"],
+     "clusterIPs": ["10.96.0.1", "fd00::1"], "clusterIP": "10.96.0.1"},
+    {"loadBalancerClass": "purelb.io/purelb", "loadBalancerIP": "10.0.0.3",
+     "externalTrafficPolicy": "Local", "allocateLoadBalancerNodePorts": False},
+], ids=["plain", "dual stack", "class and pinned address"])
+def test_slim_service_keeps_everything_parse_service_reads(spec: JSON):
+    obj = service(**spec)
+    obj["metadata"]["annotations"] = {"purelb.io/allow-shared-ip": "k"}
+    obj["metadata"]["labels"] = {"app": "web"}
+    obj["status"] = {"loadBalancer": {"ingress": [{"ip": "10.0.0.1", "ipMode": "VIP"}]}}
+    slim = slim_service(obj)
+    assert parse_service(slim) == parse_service(obj)
+    assert "selector" not in slim["spec"] and "labels" not in slim["metadata"]
+
+
+def test_marker_is_not_a_service_key():
+    assert Marker.CONFIG != KEY
