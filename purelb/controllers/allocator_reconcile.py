@@ -23,6 +23,7 @@ import base64
 import binascii
 import enum
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ JSON = dict[str, Any]
 #: PureLB's Secret for the NetBox token when a group names none (v0.13: env
 #: NETBOX_USER_TOKEN from Secret ``netbox-client``, key ``user-token``)
 DEFAULT_NETBOX_SECRET = SecretKeyRef(name="netbox-client", key="user-token")
+#: a missing or refused NetBox token is read from its Secret again at most this often
+#: (Secrets are not watched; a rotated token is picked up within this time)
+NETBOX_TOKEN_REREAD_S = 30.0
 #: condition type on a NetBox ServiceGroup's status: can PureLB use that NetBox?
 NETBOX_CONDITION = "NetboxReady"
 
@@ -131,6 +135,7 @@ class Reconciler:
         self.allocator = Allocator(settings)
         self._read_secret = read_secret
         self._tokens: dict[str, str | None] = {}
+        self._tokens_read_at = -math.inf
         self.netbox = NetboxDriver(lambda g: self._tokens.get(g.name), metrics=netbox_metrics)
         """NetBox I/O for ``spec.netbox`` groups (only the leader's term has one)."""
         self._reported_netbox: dict[str, str] = {}
@@ -243,6 +248,7 @@ class Reconciler:
             if group.netbox is not None:
                 tokens[group.name] = await self._token(group)
         self._tokens = tokens
+        self._tokens_read_at = trio.current_time()
         self.netbox.configure(groups)
 
     async def _token(self, group: ServiceGroup) -> str | None:
@@ -268,6 +274,11 @@ class Reconciler:
 
     async def _netbox_handle(self, decision: Decision, svc: Service | None) -> list[Event]:
         """Release / fulfil / relabel in NetBox for one decision; requeue and retry keys."""
+        if (
+            self.netbox.needs_token
+            and trio.current_time() - self._tokens_read_at >= NETBOX_TOKEN_REREAD_S
+        ):
+            await self._netbox_configure()  # the Secret may have been fixed or rotated
         result = await self.netbox.handle(self.allocator, decision, svc)
         for key in sorted(result.requeue):
             self.queue.add(key)

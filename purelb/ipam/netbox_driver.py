@@ -88,6 +88,7 @@ class SyncReport:
 class _GroupState:
     group: ServiceGroup
     client: NetboxClient
+    token: str
     prefixes: dict[int, Prefix] = field(default_factory=dict)
 
     @property
@@ -107,6 +108,11 @@ TokenSource = Callable[[ServiceGroup], "str | None"]
 
 class NetboxDriver:
     """NetBox I/O for every ``spec.netbox`` group of one allocator."""
+
+    @property
+    def needs_token(self) -> bool:
+        """A group's token is missing or was refused: the daemon should read it again."""
+        return any(p.reason in ("unauthorized", "missing_token") for p in self.problems.values())
 
     def __init__(
         self,
@@ -140,12 +146,12 @@ class NetboxDriver:
         for group in groups:
             if group.netbox is None:
                 continue
+            token = self._token_for(group)
             old = self._groups.get(group.name)
-            if old is not None and old.group == group:
+            if old is not None and old.group == group and old.token == token:
                 new[group.name] = old
                 continue
             self.problems.pop(group.name, None)
-            token = self._token_for(group)
             if not token:
                 ref = group.netbox.token_secret_ref
                 where = f"Secret {ref.name!r} key {ref.key!r}" if ref else "the default Secret"
@@ -158,7 +164,7 @@ class NetboxDriver:
             if client is None:
                 client = NetboxClient(url, token, metrics=self._metrics, retry=self._retry)
                 self._clients[(url, token)] = client
-            new[group.name] = _GroupState(group, client)
+            new[group.name] = _GroupState(group, client, token)
         self._groups = new
 
     async def _prefix(self, state: _GroupState, family: int) -> Prefix | None:
@@ -241,6 +247,11 @@ class NetboxDriver:
             self._warn(result, "NetboxError", f"Service {svc.key}: {exc}", SLOW_RETRY_S)
             return
         self.problems.pop(group, None)
+        if alloc.holders(record.address):
+            # a retried POST found a record still named after this Service that another
+            # Service took meanwhile: not a new address; try again shortly
+            result.retry_after = min(UNAVAILABLE_RETRY_S, result.retry_after or math.inf)
+            return
         self._remember(record)
         result.requeue.add(svc.key)
 

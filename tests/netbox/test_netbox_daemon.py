@@ -9,6 +9,8 @@ import ipaddress
 import httpx
 import pytest
 
+from purelb.controllers import allocator_reconcile
+from purelb.ipam import netbox_driver
 from purelb.kube import SECRETS, SERVICE_GROUPS, SERVICES
 from tests.integration.allocator_support import (
     NS,
@@ -82,8 +84,11 @@ async def test_daemon_allocates_from_netbox_and_releases(netbox_server, nb_scope
 
 
 async def test_daemon_restart_releases_orphans_and_wrong_token_is_a_condition(
-    netbox_server, nb_scope
+    netbox_server, nb_scope, monkeypatch
 ):
+    # short waits so the test sees the token fix quickly (defaults: 30 s and 60 s)
+    monkeypatch.setattr(allocator_reconcile, "NETBOX_TOKEN_REREAD_S", 0.5)
+    monkeypatch.setattr(netbox_driver, "SLOW_RETRY_S", 0.5)
     nb_scope.add_prefix(nb_scope.v4)
     base = ipaddress.ip_network(nb_scope.v4).network_address
     async with open_world() as w:
@@ -135,3 +140,12 @@ async def test_daemon_restart_releases_orphans_and_wrong_token_is_a_condition(
                 return "NetboxError" in await w.reasons("c", "default")
 
             await w.eventually(warned, what="a NetboxError Warning on the Service")
+
+            # the Secret is fixed: the token is read again and the Service gets its address
+            await w.client.delete(SECRETS, "netbox-client", namespace=NS)
+            await w.client.create(
+                SECRETS,
+                secret("netbox-client", "user-token", netbox_server.token_v1),
+                namespace=NS,
+            )
+            assert len(await w.wait_ingress("c")) == 1
