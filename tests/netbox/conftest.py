@@ -14,6 +14,7 @@ other's addresses.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shlex
@@ -46,6 +47,8 @@ def _free_port() -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as the servers bind: a port only in TIME_WAIT from the last run is free to reuse
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -128,6 +131,11 @@ def netbox_server() -> Iterator[NetboxServer]:
         yield NetboxServer(url, token, os.environ.get("PURELB_NETBOX_TOKEN_V2", ""))
         return
     state = Path(os.environ.get("PURELB_NETBOX_STATE", DEFAULT_STATE))
+    state.mkdir(parents=True, exist_ok=True)
+    # Several pytest sessions may share the NetBox: each holds a shared lock while it runs,
+    # and the last one out stops it if a session that started it had to leave it running.
+    users = (state / "purelb-users.lock").open("a+")
+    fcntl.flock(users, fcntl.LOCK_SH)
     ports_file = state / "purelb-ports.env"
     running = _pid_alive(state / "run" / "gunicorn.pid", "gunicorn")
     ports: dict[str, int] = {}
@@ -154,6 +162,7 @@ def netbox_server() -> Iterator[NetboxServer]:
     )
     setup = time.monotonic() - start
     if proc.returncode != 0:
+        users.close()
         pytest.fail(f"netbox-up.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     exports = {}
     for line in proc.stdout.splitlines():
@@ -169,13 +178,23 @@ def netbox_server() -> Iterator[NetboxServer]:
         env=env,
     )
     print(f"\nNetBox at {server.url} ready in {setup:.1f}s (started here: {server.started_here})")
+    pending = state / "purelb-stop-pending"
     try:
         yield server
     finally:
-        if server.started_here:
-            subprocess.run(
-                ["bash", str(DOWN)], env=env, capture_output=True, timeout=STOP_TIMEOUT_S
-            )
+        try:
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)  # alone now?
+        except BlockingIOError:
+            if server.started_here:
+                pending.touch()  # another session still uses it: the last one stops it
+        else:
+            if server.started_here or pending.exists():
+                pending.unlink(missing_ok=True)
+                subprocess.run(
+                    ["bash", str(DOWN)], env=env, capture_output=True, timeout=STOP_TIMEOUT_S
+                )
+        finally:
+            users.close()
 
 
 @dataclass

@@ -381,3 +381,32 @@ async def test_prefix_given_by_numeric_id(netbox_server, nb_scope, cluster_facto
     assert report.released == [] and report.reclaimed == []
     await second.delete("ns/a")
     assert nb_records(nb_scope) == {}
+
+
+async def test_lost_address_taken_by_someone_else_is_reported(
+    netbox_server, nb_scope, cluster_factory
+):
+    nb_scope.add_prefix(nb_scope.v4)
+    cfg = [group(netbox_server, nb_scope, v4prefix=nb_scope.v4)]
+    first = cluster_factory(cfg)
+    await first.start()
+    await first.put(S("a"))
+    ip = first.ingress("a")[0]
+    # by hand: our record deleted and the address given to something else
+    nb_scope.admin.http.delete(f"/api/ipam/ip-addresses/{nb_records(nb_scope)[ip]['id']}/")
+    nb_scope.admin.req(
+        "POST",
+        "/api/ipam/ip-addresses/",
+        json={
+            "address": f"{ip}/24",
+            "status": "active",
+            "description": "router-7",
+            "tenant": {"slug": nb_scope.tenant},
+        },
+    )
+    second = cluster_factory(cfg)
+    report = await second.start(first.services.values())
+    assert report.reclaimed == [] and report.released == []
+    drift = report.events[ServiceKey("ns/a")]
+    assert [e.reason for e in drift] == ["NetboxDrift"] and ip in drift[0].message
+    assert nb_records(nb_scope)[ip]["description"] == "router-7"  # never touched
