@@ -40,6 +40,7 @@ from purelb.controllers.allocator_reconcile import (
     QueueKey,
     Reconciler,
     ReconcileResult,
+    parse_services,
     slim_service,
 )
 from purelb.controllers.allocator_writer import KubeWriter, NotLeader
@@ -62,7 +63,7 @@ from purelb.kube import (
     Resource,
 )
 from purelb.kube._events import micro_time
-from purelb.model import ServiceKey, service_key
+from purelb.model import Service, ServiceKey, service_key
 from purelb.obs import Health, serve_health_and_metrics
 
 LOGGER = logging.getLogger(__name__)
@@ -287,7 +288,7 @@ class AllocatorDaemon:
         try:
             began = trio.current_time()
             groups, _ = await self._client.list_all(SERVICE_GROUPS, namespace=s.namespace)
-            services, _ = await self._client.list_all(SERVICES)
+            services = await self._list_services()
             barrier = reconciler.barrier(groups, services)
             LOGGER.info("event=startup_barrier term=%d groups=%d services=%d imported=%d "
                         "conflicts=%d seconds=%.3f", self.terms, barrier.groups,
@@ -303,6 +304,18 @@ class AllocatorDaemon:
             queue.shut_down()
             self._term = None
             self.health.set(LEADING, False)
+
+    async def _list_services(self) -> list[Service]:
+        """Every Service, parsed page by page: one page of full objects alive at a time."""
+        out: list[Service] = []
+        token: str | None = None
+        while True:
+            page = await self._client.list(SERVICES, limit=self.settings.reflector.page_size,
+                                           continue_token=token)
+            out.extend(parse_services(page.get("items") or []))
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return out
 
     async def _worker(self, reconciler: Reconciler) -> None:
         queue = reconciler.queue
