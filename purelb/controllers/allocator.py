@@ -40,6 +40,7 @@ from purelb.controllers.allocator_reconcile import (
     QueueKey,
     Reconciler,
     ReconcileResult,
+    parse_services,
     slim_service,
 )
 from purelb.controllers.allocator_writer import KubeWriter, NotLeader
@@ -47,7 +48,7 @@ from purelb.controllers.leadership import Elector, LeaseTimings, run_election
 from purelb.controllers.supervisor import Backoff, supervise
 from purelb.controllers.workqueue import RETRY_BACKOFF, WorkQueue
 from purelb.errors import ApiError, ConfigError
-from purelb.ipam.allocator import AllocatorSettings
+from purelb.ipam.allocator import Allocator, AllocatorSettings
 from purelb.ipam.netbox import NetboxMetrics
 from purelb.kube import (
     DEFAULT_REFLECTOR_SETTINGS,
@@ -65,7 +66,7 @@ from purelb.kube import (
     Resource,
 )
 from purelb.kube._events import micro_time
-from purelb.model import ServiceKey, service_key
+from purelb.model import Service, ServiceKey, service_key
 from purelb.obs import Health, serve_health_and_metrics
 
 LOGGER = logging.getLogger(__name__)
@@ -146,7 +147,8 @@ class DaemonSettings:
                                   value=getattr(self, name))
 
     def local(self) -> DaemonSettings:
-        """Fast preset for loopback tests: short watches, backoff, lease and intervals."""
+        """These settings with fast timings for loopback tests: short watches, backoff,
+        lease (3 s / 2 s / 0.25 s) and status interval; everything else kept."""
         return replace(
             self, reflector=ReflectorSettings.local(), status_interval_s=0.1,
             lease=LeaseTimings(lease_duration_s=3.0, renew_deadline_s=2.0, retry_period_s=0.25),
@@ -205,7 +207,7 @@ class AllocatorDaemon:
         """The current term's reconciler (``None`` while standing by)."""
         return self._term.reconciler if self._term is not None else None
 
-    def _current_allocator(self) -> Any:
+    def _current_allocator(self) -> Allocator | None:
         return self._term.reconciler.allocator if self._term is not None else None
 
     def _queue_depth(self) -> int:
@@ -294,7 +296,7 @@ class AllocatorDaemon:
         try:
             began = trio.current_time()
             groups, _ = await self._client.list_all(SERVICE_GROUPS, namespace=s.namespace)
-            services, _ = await self._client.list_all(SERVICES)
+            services = await self._list_services()
             barrier = reconciler.barrier(groups, services)
             LOGGER.info("event=startup_barrier term=%d groups=%d services=%d imported=%d "
                         "conflicts=%d seconds=%.3f", self.terms, barrier.groups,
@@ -316,6 +318,18 @@ class AllocatorDaemon:
             self.health.set(LEADING, False)
             with trio.CancelScope(shield=True):
                 await reconciler.netbox.aclose()
+
+    async def _list_services(self) -> list[Service]:
+        """Every Service, parsed page by page: one page of full objects alive at a time."""
+        out: list[Service] = []
+        token: str | None = None
+        while True:
+            page = await self._client.list(SERVICES, limit=self.settings.reflector.page_size,
+                                           continue_token=token)
+            out.extend(parse_services(page.get("items") or []))
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return out
 
     async def _worker(self, reconciler: Reconciler) -> None:
         queue = reconciler.queue

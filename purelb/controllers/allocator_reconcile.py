@@ -24,6 +24,7 @@ import binascii
 import enum
 import logging
 import math
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -171,21 +172,14 @@ class Reconciler:
 
     # ------------------------------------------------------------------ barrier
 
-    def barrier(self, groups: list[JSON], services: list[JSON]) -> BarrierResult:
-        """Install ``groups`` and import every branded ingress of ``services`` (fresh lists).
+    def barrier(self, groups: list[JSON], parsed: list[Service]) -> BarrierResult:
+        """Install ``groups`` and import every branded ingress of ``parsed`` (fresh lists).
 
-        Sync: nothing can be reconciled half-way through. Enqueues every Service, so the
+        Sync: nothing can be reconciled half-way through. Backfills every Service, so the
         first pass over the cluster is level-triggered too.
         """
         result = self.allocator.set_config(groups)
         self._metrics.config_loaded.set(1 if result.accepted else 0)
-        parsed = []
-        for obj in services:
-            try:
-                parsed.append(parse_service(obj))
-            except InvalidField as exc:
-                LOGGER.warning("event=service_unparseable service=%s reason=%s",
-                               _key_of(obj), exc)
         imported = self.allocator.import_services(parsed)
         self._imported_services = parsed
         for conflict in imported.conflicts:
@@ -205,8 +199,8 @@ class Reconciler:
         self._backfill.extend(keys)
 
     def changed(self, key: ServiceKey, resource_version: str) -> None:
-        """A watch saw ``key`` change: queue it, unless the barrier already read that version
-        (then the backfill reconciles it in turn)."""
+        """A watch saw ``key`` change: queue it, unless the barrier read that same version
+        and the key still waits in the backfill (which reconciles it in turn)."""
         if self._listed and self._listed.pop(key, None) == resource_version:
             return
         self.queue.add(key)
@@ -379,7 +373,12 @@ class Reconciler:
 
     async def reconcile(self, key: ServiceKey) -> ReconcileResult:
         namespace, name = split_key(key)
+        self._listed.pop(key, None)  # from here on, a watch event for it is news
         obj = self._services(namespace, name)
+        if obj is None and self.allocator.holdings(key):
+            # Never free an address on the cache's word alone: after a barrier (a fresh
+            # list) the cache may still lag behind and lack a Service that exists.
+            obj = await self._writer.read_service(namespace, name)
         behind = self._behind.pop(key, None)
         if obj is not None and behind is not None and _rv(obj) in behind:
             self._behind[key] = behind
@@ -443,31 +442,69 @@ class Reconciler:
 
 #: the Service fields ``purelb.model.parse_service`` reads (and the writer needs)
 _META_KEPT = ("name", "namespace", "uid", "resourceVersion", "annotations")
-_SPEC_KEPT = ("type", "loadBalancerClass", "clusterIP", "clusterIPs", "ipFamilies",
-              "ipFamilyPolicy", "externalTrafficPolicy", "allocateLoadBalancerNodePorts",
-              "loadBalancerIP")
+_SPEC_KEPT = ("type", "loadBalancerClass", "clusterIP", "clusterIPs", "ipFamilyPolicy",
+              "externalTrafficPolicy", "allocateLoadBalancerNodePorts", "loadBalancerIP")
+#: strings up to this long are interned in the cache: annotation keys (63 + prefix) and
+#: values such as group names; longer values are rarely shared
+_INTERN_MAX_CHARS = 80
 
 
 def slim_service(obj: JSON) -> JSON:
     """The part of a Service the allocator reads: what its watch cache keeps.
 
     A Service from the API carries selectors, node ports, labels and managedFields the
-    allocator never looks at; caching only this keeps 10,000 Services in a few MB. A field
-    added to ``parse_service`` must be added here too (a unit test compares them).
+    allocator never looks at; caching only this, with the strings every Service repeats
+    (namespace, annotation keys and values, enum-like spec values) interned, keeps 10,000
+    Services in a few MB. A field added to ``parse_service`` must be added here too (a
+    unit test compares them).
     """
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
-    out: JSON = {"metadata": {k: meta[k] for k in _META_KEPT if k in meta},
-                 "spec": {k: spec[k] for k in _SPEC_KEPT if k in spec}}
+    out_meta: JSON = {k: meta[k] for k in _META_KEPT if k in meta and k != "annotations"}
+    if isinstance(out_meta.get("namespace"), str):
+        out_meta["namespace"] = sys.intern(out_meta["namespace"])
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict):
+        out_meta["annotations"] = {_intern(k): _intern(v) for k, v in annotations.items()}
+    elif annotations is not None:
+        out_meta["annotations"] = annotations  # malformed: keep it so parsing reports it
+    out_spec: JSON = {k: _intern(spec[k]) for k in _SPEC_KEPT if k in spec}
+    families = spec.get("ipFamilies")
+    if isinstance(families, list):
+        out_spec["ipFamilies"] = [_intern(f) for f in families]
     ports = spec.get("ports")
     if isinstance(ports, list):
-        out["spec"]["ports"] = [{k: p[k] for k in ("protocol", "port") if k in p}
-                                if isinstance(p, dict) else p for p in ports]
+        out_spec["ports"] = [{k: _intern(p[k]) for k in ("protocol", "port") if k in p}
+                             if isinstance(p, dict) else p for p in ports]
     elif ports is not None:
-        out["spec"]["ports"] = ports  # malformed: keep it so parsing reports it
+        out_spec["ports"] = ports  # malformed: keep it so parsing reports it
+    out: JSON = {"metadata": out_meta, "spec": out_spec}
     status = obj.get("status")
     if isinstance(status, dict) and "loadBalancer" in status:
-        out["status"] = {"loadBalancer": status["loadBalancer"]}
+        lb = status["loadBalancer"]
+        ingress = lb.get("ingress") if isinstance(lb, dict) else None
+        if isinstance(ingress, list):
+            lb = {"ingress": [{k: _intern(v) for k, v in e.items()} if isinstance(e, dict) else e
+                              for e in ingress]}
+        out["status"] = {"loadBalancer": lb}
+    return out
+
+
+def _intern(value: Any) -> Any:
+    """Share a short string with every other Service that has it (keys, enums, groups)."""
+    if isinstance(value, str) and len(value) <= _INTERN_MAX_CHARS:
+        return sys.intern(value)
+    return value
+
+
+def parse_services(objs: Iterable[JSON]) -> list[Service]:
+    """Parse Service objects, logging (and skipping) any the model refuses."""
+    out = []
+    for obj in objs:
+        try:
+            out.append(parse_service(obj))
+        except InvalidField as exc:
+            LOGGER.warning("event=service_unparseable service=%s reason=%s", _key_of(obj), exc)
     return out
 
 

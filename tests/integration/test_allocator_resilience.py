@@ -37,7 +37,7 @@ from tests.integration.allocator_support import (
 
 POOL = group("default", ("10.2.0.0/24", "10.2.0.0/16"))
 #: slack on top of the lease arithmetic for a loaded 2-core machine
-FAILOVER_SLACK_S = 2.0
+FAILOVER_SLACK_S = 3.0
 
 
 async def create_many(w: World, names: list[str], *, pause_s: float = 0.0) -> None:
@@ -50,20 +50,32 @@ async def create_many(w: World, names: list[str], *, pause_s: float = 0.0) -> No
 async def converged(w: World, expected: set[str]) -> dict[str, list[str]]:
     """Wait until exactly ``expected`` Services exist, each with one address, no clashes,
     and the ServiceGroup status counts them; return the ingress per Service."""
+    problem = ""
 
     async def check():
+        nonlocal problem
         services = await w.services()
         names = {k.split("/", 1)[1] for k in services}
-        if names != expected or any(len(ingress(o)) != 1 for o in services.values()):
+        if names != expected:
+            problem = f"names differ: missing {expected - names}, extra {names - expected}"
             return None
-        if check_invariants(services):
+        bare = sorted(k for k, o in services.items() if len(ingress(o)) != 1)
+        if bare:
+            problem = f"without exactly one address: {bare[:5]}"
+            return None
+        if (problems := check_invariants(services)):
+            problem = f"invariants: {problems[:3]}"
             return None
         status = await w.group_status("default")
         if status.get("allocatedIPv4") != len(expected):
+            problem = f"group status allocatedIPv4={status.get('allocatedIPv4')}"
             return None
         return {k.split("/", 1)[1]: ingress(o) for k, o in services.items()}
 
-    result = await w.eventually(check, what=f"{len(expected)} Services allocated, no clashes")
+    try:
+        result = await w.eventually(check, what=f"{len(expected)} Services allocated")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {problem}") from None
     assert check_invariants(await w.services()) == []
     return result
 

@@ -215,3 +215,18 @@ async def test_servicegroup_changes_reevaluate_pending_only_and_invalid_groups_a
         assert await w.wait_ingress("after") == ["10.0.0.8"]
         assert ingress(await w.svc("web")) == ["10.0.0.0"]
         assert check_invariants(await w.services()) == []
+
+
+async def test_group_status_counts_a_64_bit_ipv6_pool_exactly():
+    big = group("v6", ("fd00:db8:ff::/64", "fd00:db8:ff::/64"))
+    async with open_world(big) as w, running_daemon(w):
+        await w.client.create(SERVICES, service(
+            "six", annotations={"purelb.io/service-group": "v6"}, ipFamilyPolicy="SingleStack",
+            ipFamilies=["IPv6"]))
+        await w.wait_ingress("six")
+
+        async def counted():
+            st = await w.group_status("v6")
+            return st if st.get("allocatedIPv6") == 1 else None
+        st = await w.eventually(counted, what="allocatedIPv6=1")
+        assert st["availableIPv6"] == str(2**64 - 1)  # beyond 2**53: an exact decimal string

@@ -18,6 +18,7 @@ from purelb.controllers.allocator_reconcile import (
     QueueKey,
     Reconciler,
     ReconcileResult,
+    parse_services,
     slim_service,
 )
 from purelb.controllers.workqueue import WorkQueue
@@ -107,7 +108,7 @@ def make(objects: dict[str, JSON], cache: dict[str, JSON] | None = None
                      services=lambda ns, name: cache.get(name), groups=lambda: groups,
                      queue=queue, metrics=AllocatorMetrics(lambda: None, lambda: 0),
                      conflict_retries=3, now=lambda: "2026-01-01T00:00:00.000000Z")
-    rec.barrier(groups, list(objects.values()))
+    rec.barrier(groups, parse_services(objects.values()))
     return rec, writer, cache
 
 
@@ -226,3 +227,23 @@ def test_slim_service_keeps_everything_parse_service_reads(spec: JSON):
 
 def test_marker_is_not_a_service_key():
     assert Marker.CONFIG != KEY
+
+
+async def test_a_held_service_missing_from_a_lagging_cache_is_confirmed_not_released():
+    """Verify that a cache behind the barrier's fresh list never frees a live address."""
+    listed = service()
+    listed["metadata"]["annotations"] = {"purelb.io/allocated-by": "PureLB"}
+    listed["status"] = {"loadBalancer": {"ingress": [{"ip": "10.0.0.2"}]}}
+    rec, writer, _ = make({"web": listed}, cache={})
+    assert dict(rec.allocator.holdings(KEY))  # imported by the barrier
+    assert await rec.reconcile(KEY) is ReconcileResult.OK
+    assert [str(a) for a in rec.allocator.holdings(KEY).values()] == ["10.0.0.2"]
+    assert ("read", "web") in writer.log
+
+
+async def test_a_key_reconciled_from_a_lagging_cache_is_queued_again_by_its_watch_event():
+    rec, _, _ = make({"web": service()}, cache={})
+    assert await rec.reconcile(KEY) is ReconcileResult.GONE  # not held, not cached
+    before = len(rec.queue)
+    rec.changed(KEY, "1")  # the cache now sees the version the barrier read
+    assert len(rec.queue) == before + 1
