@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "e2e": ("bench.e2e", "allocator end to end: create -> ingress written"),
     "agent": ("bench.agent", "agent: create -> address, failover, netlink ops/s"),
     "ipam": ("bench.ipam", "allocator: fill, parse and startup import of 100,000 Services"),
+    "netbox": ("bench.netbox", "NetBox IPAM: allocation latency per address (real NetBox)"),
 }
 
 

@@ -139,8 +139,9 @@ def _request(method: str, path: str, port: int, obj: Any = None) -> bytes:
 def _service(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": NAMESPACE},
+            # no node ports: the node port range (2,768 ports) would cap the run
             "spec": {"type": "LoadBalancer", "ports": [{"port": 80}],
-                     "selector": {"app": name}}}
+                     "allocateLoadBalancerNodePorts": False, "selector": {"app": name}}}
 
 
 async def _call(port: int, method: str, path: str, obj: Any = None) -> tuple[int, bytes]:

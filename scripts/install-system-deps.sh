@@ -12,6 +12,11 @@ declare -A TOOLS=(
   [tcpdump]=tcpdump
   [bird]=bird2
   [gcc]=gcc
+  # the real NetBox of tests/netbox (scripts/netbox-up.sh also installs what it lacks)
+  [pg_ctlcluster]=postgresql
+  [redis-server]=redis-server
+  [pg_config]=libpq-dev
+  [curl]=curl
 )
 
 missing=()

@@ -40,6 +40,7 @@ from purelb.controllers.allocator_reconcile import (
     QueueKey,
     Reconciler,
     ReconcileResult,
+    parse_services,
     slim_service,
 )
 from purelb.controllers.allocator_writer import KubeWriter, NotLeader
@@ -48,8 +49,10 @@ from purelb.controllers.supervisor import Backoff, supervise
 from purelb.controllers.workqueue import RETRY_BACKOFF, WorkQueue
 from purelb.errors import ApiError, ConfigError
 from purelb.ipam.allocator import Allocator, AllocatorSettings
+from purelb.ipam.netbox import NetboxMetrics
 from purelb.kube import (
     DEFAULT_REFLECTOR_SETTINGS,
+    SECRETS,
     SERVICE_GROUPS,
     SERVICES,
     Change,
@@ -57,12 +60,13 @@ from purelb.kube import (
     EventSettings,
     KubeClient,
     LeaseObject,
+    NotFound,
     Reflector,
     ReflectorSettings,
     Resource,
 )
 from purelb.kube._events import micro_time
-from purelb.model import ServiceKey, service_key
+from purelb.model import Service, ServiceKey, service_key
 from purelb.obs import Health, serve_health_and_metrics
 
 LOGGER = logging.getLogger(__name__)
@@ -74,6 +78,9 @@ DEFAULT_NAMESPACE = "purelb-system"
 DEFAULT_METRICS_PORT = 7472
 """PureLB's metrics port (both binaries)."""
 DEFAULT_LEASE_NAME = "purelb-allocator"
+#: longest the startup NetBox sync may hold up a term's first reconcile (NetBox down: the
+#: client's retries alone take ~1 s; a stuck NetBox must not keep local groups waiting)
+NETBOX_SYNC_BUDGET_S = 30.0
 #: readiness conditions of the daemon
 SYNCED, LEADING = "synced", "leading"
 
@@ -167,6 +174,7 @@ class AllocatorDaemon:
         self._wall = wall_clock
         self.health = Health(SYNCED, LEADING)
         self.metrics = AllocatorMetrics(self._current_allocator, self._queue_depth)
+        self.netbox_metrics = NetboxMetrics(self.metrics.registry)
         self.elector = Elector(settings.identity, settings.lease)
         self._recorder = EventRecorder(client, EventSettings(
             reporting_controller="purelb.io/allocator", reporting_instance=settings.identity),
@@ -278,7 +286,8 @@ class AllocatorDaemon:
             settings=s.allocator, writer=self.writer,
             services=lambda ns, name: self._reflectors["services"].get(ns, name),
             groups=lambda: self._reflectors["servicegroups"].list(), queue=queue,
-            metrics=self.metrics, conflict_retries=s.conflict_retries, now=self._wall_stamp)
+            metrics=self.metrics, conflict_retries=s.conflict_retries, now=self._wall_stamp,
+            read_secret=self._read_secret, netbox_metrics=self.netbox_metrics)
         # Installed before the barrier so changes seen meanwhile are queued (workers start
         # only after it). The barrier reads fresh lists, not the caches: a new leader's
         # cache may still lack the previous leader's last writes, and importing from it
@@ -287,13 +296,17 @@ class AllocatorDaemon:
         try:
             began = trio.current_time()
             groups, _ = await self._client.list_all(SERVICE_GROUPS, namespace=s.namespace)
-            services, _ = await self._client.list_all(SERVICES)
+            services = await self._list_services()
             barrier = reconciler.barrier(groups, services)
             LOGGER.info("event=startup_barrier term=%d groups=%d services=%d imported=%d "
                         "conflicts=%d seconds=%.3f", self.terms, barrier.groups,
                         barrier.services, barrier.imported, barrier.conflicts,
                         trio.current_time() - began)
             del groups, services  # the caches serve reads from here on
+            with trio.move_on_after(NETBOX_SYNC_BUDGET_S) as budget:
+                await reconciler.netbox_start()
+            if budget.cancelled_caught:
+                LOGGER.warning("event=netbox_sync_timeout seconds=%.0f", NETBOX_SYNC_BUDGET_S)
             self.health.set(LEADING, True)
             async with trio.open_nursery() as nursery:
                 for _ in range(s.workers):
@@ -303,6 +316,20 @@ class AllocatorDaemon:
             queue.shut_down()
             self._term = None
             self.health.set(LEADING, False)
+            with trio.CancelScope(shield=True):
+                await reconciler.netbox.aclose()
+
+    async def _list_services(self) -> list[Service]:
+        """Every Service, parsed page by page: one page of full objects alive at a time."""
+        out: list[Service] = []
+        token: str | None = None
+        while True:
+            page = await self._client.list(SERVICES, limit=self.settings.reflector.page_size,
+                                           continue_token=token)
+            out.extend(parse_services(page.get("items") or []))
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return out
 
     async def _worker(self, reconciler: Reconciler) -> None:
         queue = reconciler.queue
@@ -359,6 +386,13 @@ class AllocatorDaemon:
                 continue
             term.reconciler.backfill(_key(obj) for obj in self._reflectors["services"].list())
             term.reconciler.queue.add(Marker.CONFIG)
+
+    async def _read_secret(self, name: str) -> JSON | None:
+        """A Secret of the install namespace (NetBox tokens); ``None`` if it does not exist."""
+        try:
+            return await self._client.get(SECRETS, name, namespace=self.settings.namespace)
+        except NotFound:
+            return None
 
     # ------------------------------------------------------------------ watches
 

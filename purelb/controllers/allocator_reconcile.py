@@ -19,26 +19,52 @@ only the remaining difference) and write again.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import logging
+import math
+import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import trio
 
 from purelb.controllers.allocator_metrics import AllocatorMetrics
 from purelb.controllers.allocator_status import desired_status, group_views, status_patch
 from purelb.controllers.allocator_writer import NotLeader, Writer
 from purelb.controllers.workqueue import WorkQueue
+from purelb.errors import ApiError
 from purelb.ipam.allocator import Allocator, AllocatorSettings
 from purelb.ipam.decision import ConfigResult, Decision, Event, EventType
+from purelb.ipam.netbox import NetboxMetrics
+from purelb.ipam.netbox_driver import NetboxDriver
 from purelb.kube import Conflict, NotFound
-from purelb.model import InvalidField, ServiceKey, parse_service, service_key
+from purelb.model import (
+    InvalidField,
+    SecretKeyRef,
+    Service,
+    ServiceGroup,
+    ServiceKey,
+    parse_service,
+    service_key,
+)
 from purelb.model import annotations as ann
 
 LOGGER = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+
+#: PureLB's Secret for the NetBox token when a group names none (v0.13: env
+#: NETBOX_USER_TOKEN from Secret ``netbox-client``, key ``user-token``)
+DEFAULT_NETBOX_SECRET = SecretKeyRef(name="netbox-client", key="user-token")
+#: a missing or refused NetBox token is read from its Secret again at most this often
+#: (Secrets are not watched; a rotated token is picked up within this time)
+NETBOX_TOKEN_REREAD_S = 30.0
+#: condition type on a NetBox ServiceGroup's status: can PureLB use that NetBox?
+NETBOX_CONDITION = "NetboxReady"
 
 
 class Marker(enum.Enum):
@@ -95,14 +121,26 @@ class Reconciler:
         metrics: counters and histograms.
         conflict_retries: re-read/recompute rounds after a 409 before backing off.
         now: wall-clock stamp for condition times (injected: MicroTime string).
+        read_secret: ``name -> Secret object or None`` in the install namespace (NetBox
+            tokens); without it NetBox groups have no token.
+        netbox_metrics: NetBox request metrics (registered once per daemon).
     """
 
     def __init__(self, *, settings: AllocatorSettings, writer: Writer,
                  services: Callable[[str, str], JSON | None],
                  groups: Callable[[], list[JSON]], queue: WorkQueue[QueueKey],
                  metrics: AllocatorMetrics, conflict_retries: int,
-                 now: Callable[[], str]) -> None:
+                 now: Callable[[], str],
+                 read_secret: Callable[[str], Awaitable[JSON | None]] | None = None,
+                 netbox_metrics: NetboxMetrics | None = None) -> None:
         self.allocator = Allocator(settings)
+        self._read_secret = read_secret
+        self._tokens: dict[str, str | None] = {}
+        self._tokens_read_at = -math.inf
+        self.netbox = NetboxDriver(lambda g: self._tokens.get(g.name), metrics=netbox_metrics)
+        """NetBox I/O for ``spec.netbox`` groups (only the leader's term has one)."""
+        self._reported_netbox: dict[str, str] = {}
+        self._imported_services: list[Service] = []
         self._settings = settings
         self._writer = writer
         self._services = services
@@ -134,22 +172,16 @@ class Reconciler:
 
     # ------------------------------------------------------------------ barrier
 
-    def barrier(self, groups: list[JSON], services: list[JSON]) -> BarrierResult:
-        """Install ``groups`` and import every branded ingress of ``services`` (fresh lists).
+    def barrier(self, groups: list[JSON], parsed: list[Service]) -> BarrierResult:
+        """Install ``groups`` and import every branded ingress of ``parsed`` (fresh lists).
 
-        Sync: nothing can be reconciled half-way through. Enqueues every Service, so the
+        Sync: nothing can be reconciled half-way through. Backfills every Service, so the
         first pass over the cluster is level-triggered too.
         """
         result = self.allocator.set_config(groups)
         self._metrics.config_loaded.set(1 if result.accepted else 0)
-        parsed = []
-        for obj in services:
-            try:
-                parsed.append(parse_service(obj))
-            except InvalidField as exc:
-                LOGGER.warning("event=service_unparseable service=%s reason=%s",
-                               _key_of(obj), exc)
         imported = self.allocator.import_services(parsed)
+        self._imported_services = parsed
         for conflict in imported.conflicts:
             LOGGER.warning("event=import_conflict service=%s address=%s reason=%s",
                            conflict.service, conflict.address, conflict.failure.message)
@@ -183,6 +215,103 @@ class Reconciler:
         """Keys queued plus keys waiting to be backfilled."""
         return len(self.queue) + len(self._backfill)
 
+    # ------------------------------------------------------------------ NetBox
+
+    async def netbox_start(self) -> None:
+        """After the barrier: NetBox clients, then reconcile NetBox with the imported Services
+        (orphans released, lost addresses re-claimed). Sync, errors logged, never raised."""
+        services, self._imported_services = self._imported_services, []
+        if not any(g.netbox is not None for g in self.allocator.groups.values()):
+            return
+        await self._netbox_configure()
+        report = await self.netbox.sync(self.allocator, {s.key: s for s in services})
+        LOGGER.info("event=netbox_sync released=%d reclaimed=%d relabelled=%d incomplete=%s",
+                    len(report.released), len(report.reclaimed), len(report.relabelled),
+                    ",".join(report.incomplete) or "-")
+        for key, events in sorted(report.events.items()):
+            obj = self._services(*split_key(key))
+            for event in events:
+                if obj is not None:
+                    await self._writer.emit(obj, event, action="Reconcile")
+        self.status_dirty = True
+
+    async def _netbox_configure(self) -> None:
+        groups = list(self.allocator.groups.values())
+        tokens: dict[str, str | None] = {}
+        for group in groups:
+            if group.netbox is not None:
+                tokens[group.name] = await self._token(group)
+        self._tokens = tokens
+        self._tokens_read_at = trio.current_time()
+        self.netbox.configure(groups)
+
+    async def _token(self, group: ServiceGroup) -> str | None:
+        assert group.netbox is not None
+        ref = group.netbox.token_secret_ref or DEFAULT_NETBOX_SECRET
+        if self._read_secret is None:
+            return None
+        try:
+            secret = await self._read_secret(ref.name)
+        except ApiError as exc:
+            LOGGER.warning("event=netbox_token_unreadable group=%s secret=%s error=%s",
+                           group.name, ref.name, exc)
+            return None
+        raw = ((secret or {}).get("data") or {}).get(ref.key)
+        if not raw:
+            return None
+        try:
+            return base64.b64decode(raw, validate=True).decode().strip() or None
+        except (binascii.Error, UnicodeDecodeError):
+            LOGGER.warning("event=netbox_token_invalid group=%s secret=%s key=%s",
+                           group.name, ref.name, ref.key)
+            return None
+
+    async def _netbox_handle(self, decision: Decision, svc: Service | None) -> list[Event]:
+        """Release / fulfil / relabel in NetBox for one decision; requeue and retry keys."""
+        if (
+            self.netbox.needs_token
+            and trio.current_time() - self._tokens_read_at >= NETBOX_TOKEN_REREAD_S
+        ):
+            await self._netbox_configure()  # the Secret may have been fixed or rotated
+        result = await self.netbox.handle(self.allocator, decision, svc)
+        for key in sorted(result.requeue):
+            self.queue.add(key)
+        if result.retry_after is not None and svc is not None:
+            self.queue.add_after(svc.key, result.retry_after)
+        if result.requeue or result.events:
+            self.status_dirty = True
+        await self._report_netbox_problems()
+        return result.events
+
+    async def _report_netbox_problems(self) -> None:
+        """A Warning Event on a NetBox ServiceGroup when its problem first appears."""
+        current = {name: p.message for name, p in self.netbox.problems.items()}
+        if current == self._reported_netbox:
+            return
+        by_name = {str((g.get("metadata") or {}).get("name")): g for g in self._groups()}
+        for name, message in sorted(current.items()):
+            if self._reported_netbox.get(name) == message or name not in by_name:
+                continue
+            LOGGER.warning("event=netbox_problem group=%s reason=%s", name, message)
+            ref = {**by_name[name], "apiVersion": "purelb.io/v1", "kind": "ServiceGroup"}
+            await self._writer.emit(ref, Event(EventType.WARNING, "NetboxError", message),
+                                    action="Allocate")
+        self._reported_netbox = current
+        self.status_dirty = True
+
+    def _netbox_condition(self, name: str, generation: int) -> JSON | None:
+        group = self.allocator.groups.get(name)
+        if group is None or group.netbox is None:
+            return None
+        problem = self.netbox.problems.get(name)
+        if problem is None:
+            return {"type": NETBOX_CONDITION, "status": "True", "reason": "Ready",
+                    "message": f"NetBox {group.netbox.url} tenant {group.netbox.tenant}",
+                    "observedGeneration": generation}
+        reason = "".join(w.capitalize() for w in problem.reason.split("_"))
+        return {"type": NETBOX_CONDITION, "status": "False", "reason": reason,
+                "message": problem.message, "observedGeneration": generation}
+
     # ------------------------------------------------------------------ config
 
     async def apply_config(self) -> ConfigResult:
@@ -190,6 +319,10 @@ class Reconciler:
         groups = self._groups()
         result = self.allocator.set_config(groups)
         self._metrics.config_loaded.set(1 if result.accepted else 0)
+        if result.unused_offers:  # before the clients of changed groups are replaced
+            await self.netbox.release(result.unused_offers)
+        if any(g.netbox is not None for g in self.allocator.groups.values()):
+            await self._netbox_configure()
         for key in result.requeue:
             self.queue.add(key)
         self.status_dirty = True
@@ -207,13 +340,19 @@ class Reconciler:
 
     async def flush_group_status(self) -> int:
         """Write the status of every group whose status differs; return how many."""
+        if self.netbox.unreleased:  # NetBox was down when these were released
+            await self.netbox.retry_releases(trio.current_time())
         if not self.status_dirty:
             return 0
         self.status_dirty = False
         alloc = self.allocator
         written = 0
         for obj, view in group_views(self._groups(), alloc.groups, alloc.rejected, alloc.stats()):
-            patch = status_patch(obj.get("status"), desired_status(view), now=self._now())
+            desired = desired_status(view)
+            condition = self._netbox_condition(view.name, view.generation)
+            if condition is not None and "conditions" in desired:
+                desired["conditions"].append(condition)
+            patch = status_patch(obj.get("status"), desired, now=self._now())
             if patch is None:
                 continue
             try:
@@ -248,7 +387,9 @@ class Reconciler:
         events: list[Event] = []
         for _attempt in range(self._conflict_retries + 1):
             if obj is None:
-                self._account(self.allocator.release(key), None)
+                gone = self.allocator.release(key)
+                self._account(gone, None)
+                await self._netbox_handle(gone, None)
                 return ReconcileResult.GONE
             try:
                 svc = parse_service(obj)
@@ -258,6 +399,7 @@ class Reconciler:
             decision = self.allocator.reconcile(svc)
             self._account(decision, svc.annotations)
             events.extend(decision.events)
+            events.extend(await self._netbox_handle(decision, svc))
             try:
                 obj = await self._write(obj, decision)
             except Conflict:
@@ -300,31 +442,69 @@ class Reconciler:
 
 #: the Service fields ``purelb.model.parse_service`` reads (and the writer needs)
 _META_KEPT = ("name", "namespace", "uid", "resourceVersion", "annotations")
-_SPEC_KEPT = ("type", "loadBalancerClass", "clusterIP", "clusterIPs", "ipFamilies",
-              "ipFamilyPolicy", "externalTrafficPolicy", "allocateLoadBalancerNodePorts",
-              "loadBalancerIP")
+_SPEC_KEPT = ("type", "loadBalancerClass", "clusterIP", "clusterIPs", "ipFamilyPolicy",
+              "externalTrafficPolicy", "allocateLoadBalancerNodePorts", "loadBalancerIP")
+#: strings up to this long are interned in the cache: annotation keys (63 + prefix) and
+#: values such as group names; longer values are rarely shared
+_INTERN_MAX_CHARS = 80
 
 
 def slim_service(obj: JSON) -> JSON:
     """The part of a Service the allocator reads: what its watch cache keeps.
 
     A Service from the API carries selectors, node ports, labels and managedFields the
-    allocator never looks at; caching only this keeps 10,000 Services in a few MB. A field
-    added to ``parse_service`` must be added here too (a unit test compares them).
+    allocator never looks at; caching only this, with the strings every Service repeats
+    (namespace, annotation keys and values, enum-like spec values) interned, keeps 10,000
+    Services in a few MB. A field added to ``parse_service`` must be added here too (a
+    unit test compares them).
     """
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
-    out: JSON = {"metadata": {k: meta[k] for k in _META_KEPT if k in meta},
-                 "spec": {k: spec[k] for k in _SPEC_KEPT if k in spec}}
+    out_meta: JSON = {k: meta[k] for k in _META_KEPT if k in meta and k != "annotations"}
+    if isinstance(out_meta.get("namespace"), str):
+        out_meta["namespace"] = sys.intern(out_meta["namespace"])
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict):
+        out_meta["annotations"] = {_intern(k): _intern(v) for k, v in annotations.items()}
+    elif annotations is not None:
+        out_meta["annotations"] = annotations  # malformed: keep it so parsing reports it
+    out_spec: JSON = {k: _intern(spec[k]) for k in _SPEC_KEPT if k in spec}
+    families = spec.get("ipFamilies")
+    if isinstance(families, list):
+        out_spec["ipFamilies"] = [_intern(f) for f in families]
     ports = spec.get("ports")
     if isinstance(ports, list):
-        out["spec"]["ports"] = [{k: p[k] for k in ("protocol", "port") if k in p}
-                                if isinstance(p, dict) else p for p in ports]
+        out_spec["ports"] = [{k: _intern(p[k]) for k in ("protocol", "port") if k in p}
+                             if isinstance(p, dict) else p for p in ports]
     elif ports is not None:
-        out["spec"]["ports"] = ports  # malformed: keep it so parsing reports it
+        out_spec["ports"] = ports  # malformed: keep it so parsing reports it
+    out: JSON = {"metadata": out_meta, "spec": out_spec}
     status = obj.get("status")
     if isinstance(status, dict) and "loadBalancer" in status:
-        out["status"] = {"loadBalancer": status["loadBalancer"]}
+        lb = status["loadBalancer"]
+        ingress = lb.get("ingress") if isinstance(lb, dict) else None
+        if isinstance(ingress, list):
+            lb = {"ingress": [{k: _intern(v) for k, v in e.items()} if isinstance(e, dict) else e
+                              for e in ingress]}
+        out["status"] = {"loadBalancer": lb}
+    return out
+
+
+def _intern(value: Any) -> Any:
+    """Share a short string with every other Service that has it (keys, enums, groups)."""
+    if isinstance(value, str) and len(value) <= _INTERN_MAX_CHARS:
+        return sys.intern(value)
+    return value
+
+
+def parse_services(objs: Iterable[JSON]) -> list[Service]:
+    """Parse Service objects, logging (and skipping) any the model refuses."""
+    out = []
+    for obj in objs:
+        try:
+            out.append(parse_service(obj))
+        except InvalidField as exc:
+            LOGGER.warning("event=service_unparseable service=%s reason=%s", _key_of(obj), exc)
     return out
 
 

@@ -273,7 +273,7 @@ class Allocator:
             failed = False
             for text in svc.ingress:
                 try:
-                    self._import_one(key, text, sharing_key, ports)
+                    self._import_one(key, text, sharing_key, ports, self._legacy_hint(svc))
                 except Refusal as refusal:
                     conflicts.append(ImportConflict(key, text, refusal.failure))
                     failed = True
@@ -289,8 +289,25 @@ class Allocator:
             requeue=tuple(requeue),
         )
 
+    def _legacy_hint(self, svc: Service) -> str | None:
+        """The NetBox group without CIDR prefixes a Service's addresses came from, if any.
+
+        Such a group has no ranges, so no address maps to it by value; the
+        ``allocated-from`` annotation we wrote says where an imported address belongs.
+        """
+        name = svc.annotations.get(ann.ALLOCATED_FROM, "").split(",")[0].strip()
+        group = self._groups.get(name)
+        if group is not None and group.netbox is not None and not group.netbox.prefixes:
+            return name  # no CIDR to place by (legacy flow, or prefixes given by id)
+        return None
+
     def _import_one(
-        self, key: ServiceKey, text: str, sharing_key: str, ports: frozenset[ServicePort]
+        self,
+        key: ServiceKey,
+        text: str,
+        sharing_key: str,
+        ports: frozenset[ServicePort],
+        hint: str | None = None,
     ) -> None:
         try:
             ip = ipaddress.ip_address(text.strip())
@@ -310,7 +327,7 @@ class Allocator:
         if address is not None:
             self._book.check_join(key, address, sharing_key, ports, one_per_key=False)
         else:
-            group = self._index.group_of(ip)
+            group = self._index.group_of(ip) or hint
             if group is not None:
                 try:
                     self._sources[group].adopt(ip)
@@ -508,13 +525,6 @@ class Allocator:
                     FailureReason.NOT_IN_POOL,
                     f"Service {key}: {ip} ({path}) is in no ServiceGroup pool",
                 )
-            if placement.pool_type is not PoolType.LOCAL:
-                raise Refusal(
-                    FailureReason.INVALID_ADDRESS,
-                    f"Service {key}: {ip} ({path}) lies in NetBox ServiceGroup "
-                    f"{placement.group!r}, which picks its own addresses",
-                    placement.group,
-                )
         return _Plan(
             [f for f in order if f in wanted],
             {f: wanted[f] for f in order if f in wanted},
@@ -674,6 +684,8 @@ class Allocator:
         self._book.check_join(key, HeldAddress(ip, group, sharing_key), sharing_key, ports)
         try:
             self._sources[group].take(ip)
+        except ExternalNeeded:
+            raise  # a NetBox group: the daemon claims ``ip`` there first
         except AllocationError as exc:
             raise Refusal(
                 _failure_reason(exc, FailureReason.INVALID_ADDRESS),
@@ -778,7 +790,7 @@ class Allocator:
             events,
             released,
             touched,
-            external=(ExternalRequest(need.group, need.family),),
+            external=(ExternalRequest(need.group, need.family, need.address),),
         )
 
     def _decision(
@@ -866,6 +878,14 @@ class Allocator:
             raise ValueError(f"ServiceGroup {group!r} is not a NetBox group")
         for address in addresses:
             source.offer(address)
+        return tuple(sorted(self._waiting_by_group.get(group, ())))
+
+    def offer_specific(self, group: str, address: IPAddress) -> tuple[ServiceKey, ...]:
+        """The daemon claimed ``address`` in NetBox for a Service that named it."""
+        source = self._sources.get(group)
+        if not isinstance(source, ExternalSource):
+            raise ValueError(f"ServiceGroup {group!r} is not a NetBox group")
+        source.offer(address, specific=True)
         return tuple(sorted(self._waiting_by_group.get(group, ())))
 
     # ------------------------------------------------------------------ queries

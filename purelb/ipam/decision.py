@@ -104,6 +104,8 @@ class ExternalRequest:
 
     group: str
     family: int
+    address: IPAddress | None = None
+    """Claim exactly this address (``purelb.io/addresses``); ``None``: any free one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

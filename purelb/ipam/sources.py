@@ -11,6 +11,8 @@ gives addresses back; it never looks inside. Two sources exist:
   :class:`ExternalNeeded`, which the allocator turns into a ``PENDING_EXTERNAL`` decision
   carrying an :class:`~purelb.ipam.decision.ExternalRequest`. Released addresses come back
   in ``Decision.released`` with ``pool_type == netbox`` for the daemon to return to NetBox.
+  A specific address (``purelb.io/addresses``) is requested the same way: the take raises
+  :class:`ExternalNeeded` naming it, and the daemon claims it in NetBox if it is free.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ from purelb.model import IPAddress, PoolType, ServiceGroup
 class ExternalNeeded(AllocationError):
     """An external source has no address of the family on offer (not a user error)."""
 
-    def __init__(self, group: str, family: int) -> None:
+    def __init__(self, group: str, family: int, address: IPAddress | None = None) -> None:
+        what = f"address {address}" if address is not None else f"an IPv{family} address"
         super().__init__(
-            f"ServiceGroup {group!r} needs an IPv{family} address from its external IPAM",
+            f"ServiceGroup {group!r} needs {what} from its external IPAM",
             reason="pending_external",
         )
         self.group = group
         self.family = family
+        self.address = address
+        """A specific address to claim (``purelb.io/addresses``); ``None``: any."""
 
 
 class AddressSource(Protocol):
@@ -111,11 +116,20 @@ class ExternalSource:
         self.families = group.families
         self._offered: dict[int, set[IPAddress]] = {4: set(), 6: set()}
         self._held: dict[int, set[IPAddress]] = {4: set(), 6: set()}
+        self._claimed: set[IPAddress] = set()
+        """Specific addresses claimed in NetBox for ``purelb.io/addresses``: only
+        :meth:`take` of that address hands them out, never :meth:`take_lowest`."""
 
-    def offer(self, address: IPAddress) -> None:
-        """The daemon reserved ``address`` in NetBox; it may now be handed out."""
+    def offer(self, address: IPAddress, *, specific: bool = False) -> None:
+        """The daemon reserved ``address`` in NetBox; it may now be handed out.
+
+        ``specific``: it was claimed because a Service asked for exactly this address.
+        """
         if address not in self._held[address.version]:
-            self._offered[address.version].add(address)
+            if specific:
+                self._claimed.add(address)
+            else:
+                self._offered[address.version].add(address)
 
     def offered(self, family: int) -> int:
         return len(self._offered[family])
@@ -123,7 +137,9 @@ class ExternalSource:
     def drain_offers(self) -> list[IPAddress]:
         """Take back every unused offer (the group is being replaced), lowest first."""
         out = sorted(self._offered[4]) + sorted(self._offered[6])
+        out += sorted(self._claimed, key=lambda a: (a.version, int(a)))
         self._offered = {4: set(), 6: set()}
+        self._claimed = set()
         return out
 
     def take_lowest(self, family: int, *, balance: bool) -> IPAddress:
@@ -136,11 +152,16 @@ class ExternalSource:
         return address
 
     def take(self, address: IPAddress) -> None:
-        raise AllocationError(
-            f"ServiceGroup {self.name!r} takes addresses from NetBox; {address} cannot be "
-            "requested with purelb.io/addresses",
-            reason="invalid_address",
-        )
+        """A specific address: usable once the daemon claimed it in NetBox."""
+        family = address.version
+        if address in self._held[family]:
+            raise AllocationError(f"{address} is already in use", reason="address_in_use")
+        if address in self._claimed or address in self._offered[family]:
+            self._claimed.discard(address)
+            self._offered[family].discard(address)
+            self._held[family].add(address)
+            return
+        raise ExternalNeeded(self.name, family, address)
 
     def adopt(self, address: IPAddress) -> None:
         """Import an address that a previous run got from NetBox."""

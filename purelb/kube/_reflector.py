@@ -259,10 +259,23 @@ class Reflector:
 
     async def _relist(self) -> builtins.list[Change]:
         self._counts["lists"] += 1
-        items, rv = await self._client.list_all(
-            self.resource, namespace=self._namespace, label_selector=self._label_selector,
-            field_selector=self._field_selector, page_size=self.settings.page_size)
-        changes = self.store.replace_all(self._named(items))
+        # Page by page (not list_all): with a transform, only one page of full objects is
+        # alive at a time, so a relist of 10,000 objects does not spike memory.
+        items: builtins.list[dict[str, Any]] = []
+        token: str | None = None
+        rv = ""
+        while True:
+            page = await self._client.list(
+                self.resource, namespace=self._namespace, label_selector=self._label_selector,
+                field_selector=self._field_selector, limit=self.settings.page_size,
+                continue_token=token)
+            items.extend(self._named(page.get("items") or []))
+            meta = page.get("metadata") or {}
+            rv = rv or str(meta.get("resourceVersion", ""))
+            token = meta.get("continue") or None
+            if not token:
+                break
+        changes = self.store.replace_all(items)
         self._rv = rv
         return changes
 

@@ -106,16 +106,33 @@ class NetboxSpec:
     token_secret_ref: SecretKeyRef | None = None
     v4prefix: ipaddress.IPv4Network | None = None
     v6prefix: ipaddress.IPv6Network | None = None
+    v4prefix_id: int | None = None
+    """``v4prefix`` given as NetBox's numeric prefix id (its CIDR is unknown here, so its
+    addresses cannot be placed by value: no ``purelb.io/addresses`` in it)."""
+    v6prefix_id: int | None = None
 
     @property
     def prefixes(self) -> tuple[IPNetwork, ...]:
         return tuple(p for p in (self.v4prefix, self.v6prefix) if p is not None)
 
+    def prefix_ref(self, family: int) -> str | None:
+        """What to look the family's NetBox prefix up by: its CIDR or its id."""
+        net = self.v4prefix if family == 4 else self.v6prefix
+        ident = self.v4prefix_id if family == 4 else self.v6prefix_id
+        return str(net) if net is not None else (str(ident) if ident is not None else None)
+
+    @property
+    def has_prefix(self) -> bool:
+        """A prefix source (else the legacy reserved-address flow)."""
+        return bool(self.prefixes) or self.v4prefix_id is not None or self.v6prefix_id is not None
+
     @property
     def families(self) -> frozenset[int]:
         """The families of the configured prefixes; without prefixes NetBox decides (both)."""
-        prefixes = self.prefixes
-        return frozenset(p.version for p in prefixes) if prefixes else frozenset((4, 6))
+        fams = {p.version for p in self.prefixes}
+        fams |= {4} if self.v4prefix_id is not None else set()
+        fams |= {6} if self.v6prefix_id is not None else set()
+        return frozenset(fams) if fams else frozenset((4, 6))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,7 +270,18 @@ def _parse_local(raw: object) -> LocalSpec:
     )
 
 
+def _prefix_id(raw: object) -> int | None:
+    """A NetBox prefix id (``42`` or ``"42"``) instead of a CIDR."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
+        return raw
+    if isinstance(raw, str) and raw.strip().isdigit() and int(raw) > 0:
+        return int(raw)
+    return None
+
+
 def _parse_prefix(raw: object, path: str, family: int) -> IPNetwork | None:
+    if _prefix_id(raw) is not None:
+        return None
     text = f.string(raw, path)
     if text is None:
         return None
@@ -312,6 +340,8 @@ def _parse_netbox(raw: object) -> NetboxSpec:
         token_secret_ref=token_ref,
         v4prefix=v4prefix,  # type: ignore[arg-type]
         v6prefix=v6prefix,  # type: ignore[arg-type]
+        v4prefix_id=_prefix_id(spec.get("v4prefix")),
+        v6prefix_id=_prefix_id(spec.get("v6prefix")),
     )
 
 

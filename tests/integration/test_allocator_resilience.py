@@ -37,7 +37,7 @@ from tests.integration.allocator_support import (
 
 POOL = group("default", ("10.2.0.0/24", "10.2.0.0/16"))
 #: slack on top of the lease arithmetic for a loaded 2-core machine
-FAILOVER_SLACK_S = 2.0
+FAILOVER_SLACK_S = 3.0
 
 
 async def create_many(w: World, names: list[str], *, pause_s: float = 0.0) -> None:

@@ -18,6 +18,7 @@ from purelb.controllers.allocator_reconcile import (
     QueueKey,
     Reconciler,
     ReconcileResult,
+    parse_services,
     slim_service,
 )
 from purelb.controllers.workqueue import WorkQueue
@@ -107,7 +108,7 @@ def make(objects: dict[str, JSON], cache: dict[str, JSON] | None = None
                      services=lambda ns, name: cache.get(name), groups=lambda: groups,
                      queue=queue, metrics=AllocatorMetrics(lambda: None, lambda: 0),
                      conflict_retries=3, now=lambda: "2026-01-01T00:00:00.000000Z")
-    rec.barrier(groups, list(objects.values()))
+    rec.barrier(groups, parse_services(objects.values()))
     return rec, writer, cache
 
 

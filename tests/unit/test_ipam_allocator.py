@@ -8,9 +8,9 @@ import pytest
 
 import purelb.model
 from purelb.ipam.allocator import Allocator
-from purelb.ipam.decision import Outcome
+from purelb.ipam.decision import ExternalRequest, Outcome
 from purelb.ipam.index import AddressIndex, placement_for
-from purelb.model import PoolType, parse_service_group
+from purelb.model import PoolType, ServiceKey, parse_service_group
 from tests.unit._ipam_helpers import check_invariants, netbox_sg, pool, sg, svc
 
 A = ipaddress.ip_address
@@ -105,11 +105,23 @@ def test_offer_to_a_local_group_is_a_usage_error() -> None:
         alloc.offer_external("default", [A("10.0.0.1")])
 
 
-def test_specific_address_in_a_netbox_prefix_is_refused() -> None:
+def test_specific_address_in_a_netbox_prefix_is_claimed_first() -> None:
     alloc = ready([netbox_sg("default", v4prefix="10.99.0.0/24")])
     decision = alloc.reconcile(svc("a", addresses="10.99.0.5"))
-    assert decision.failure is not None and decision.failure.reason == "invalid_address"
-    assert "NetBox" in decision.failure.message
+    assert decision.outcome is Outcome.PENDING_EXTERNAL and decision.failure is None
+    assert decision.external_requests == (ExternalRequest("default", 4, A("10.99.0.5")),)
+    # a claimed specific address is never handed to a Service asking for "any"
+    assert alloc.offer_specific("default", A("10.99.0.5")) == (ServiceKey("ns/a"),)
+    other = alloc.reconcile(svc("b"))
+    assert other.outcome is Outcome.PENDING_EXTERNAL
+    assert other.external_requests == (ExternalRequest("default", 4),)
+    done = alloc.reconcile(svc("a", addresses="10.99.0.5"))
+    assert done.outcome is Outcome.OK and done.ingress == ("10.99.0.5",)
+    # a second Service naming it without a sharing key is refused, not re-claimed
+    clash = alloc.reconcile(svc("c", addresses="10.99.0.5"))
+    assert clash.failure is not None and clash.failure.reason == "address_in_use"
+    assert {r.pool_type for r in alloc.release(ServiceKey("ns/a")).released} == {PoolType.NETBOX}
+    check_invariants(alloc)
 
 
 def test_same_calls_give_equal_decisions_and_inputs_are_untouched() -> None:
@@ -159,3 +171,30 @@ def test_offers_of_a_replaced_netbox_group_are_handed_back() -> None:
         ("10.99.0.9", "default", PoolType.NETBOX)]
     assert alloc.holdings("ns/a") == {4: A("10.99.0.8")}  # the held one stays (adopted)
     assert alloc.stats()[0].in_use == 1
+
+
+def test_import_places_a_legacy_netbox_address_by_its_allocated_from() -> None:
+    alloc = Allocator()
+    alloc.set_config([netbox_sg("legacy")])  # no prefix: addresses cannot be placed by value
+    branded = {
+        purelb.model.annotations.ALLOCATED_BY: purelb.model.annotations.BRAND,
+        purelb.model.annotations.ALLOCATED_FROM: "legacy",
+    }
+    result = alloc.import_services(
+        [svc("a", group="legacy", ingress=("10.50.0.7",), annotations=branded)]
+    )
+    assert result.orphans == ()
+    released = alloc.release(ServiceKey("ns/a")).released
+    assert [(str(r.address), r.group, r.pool_type) for r in released] == [
+        ("10.50.0.7", "legacy", PoolType.NETBOX)
+    ]
+
+
+def test_netbox_prefix_by_numeric_id() -> None:
+    group = parse_service_group(netbox_sg("byid", v4prefix="42", v6prefix=7))
+    assert group.netbox is not None
+    assert group.netbox.v4prefix is None and group.netbox.v4prefix_id == 42
+    assert group.netbox.prefix_ref(4) == "42" and group.netbox.prefix_ref(6) == "7"
+    assert group.families == frozenset({4, 6}) and group.netbox.has_prefix
+    cidr = parse_service_group(netbox_sg("bycidr", v4prefix="10.9.0.0/24")).netbox
+    assert cidr is not None and cidr.prefix_ref(4) == "10.9.0.0/24" and cidr.prefix_ref(6) is None
