@@ -9,6 +9,7 @@ shielded, bounded cleanup, so another node takes over at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ from purelb.controllers.agent import (
     AgentDaemon,
     AgentDaemonSettings,
 )
-from purelb.election import lan, local, parse_address
+from purelb.election import GossipTimings, lan, local, parse_address
 from purelb.errors import ConfigError
 from purelb.kube import add_kube_arguments, client_from_args
 from purelb.obs import configure_logging
@@ -64,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{DEFAULT_KEY_SECRET})")
     g.add_argument("--gossip-timings", choices=sorted(_TIMINGS), default="lan",
                    help="lan (production) or local (namespace tests)")
+    g.add_argument("--gossip-probe-interval", type=float, default=None, metavar="SECONDS",
+                   help="seconds between probes (lan: 0.15); the probe timeout scales with it. "
+                        "Longer tolerates longer stalls, detects failures later "
+                        "(docs/operations.md, failover tuning)")
+    g.add_argument("--gossip-suspicion-mult", type=float, default=None, metavar="N",
+                   help="minimum suspicion = N x log10(members) x probe interval (lan: 2)")
     parser.add_argument("--resync-period", type=float, default=None, metavar="SECONDS",
                         help="reconcile at least this often ($PURELB_RESYNC_PERIOD, 10)")
     parser.add_argument("--ownership", choices=[o.value for o in Ownership], default=None,
@@ -126,10 +133,26 @@ def settings_from_args(args: argparse.Namespace) -> AgentDaemonSettings:
         cluster=args.cluster_name or env.get("PURELB_CLUSTER_NAME") or DEFAULT_CLUSTER,
         key_secret=args.gossip_key_secret or env.get("PURELB_GOSSIP_KEY_SECRET")
         or DEFAULT_KEY_SECRET,
-        gossip_timings=_TIMINGS[args.gossip_timings](),
+        gossip_timings=_tuned_timings(args),
         resync_s=resync,
         agent=agent,
     )
+
+
+def _tuned_timings(args: argparse.Namespace) -> GossipTimings:
+    """The chosen preset with the failover-tuning flags applied (validated by GossipTimings)."""
+    timings = _TIMINGS[args.gossip_timings]()
+    changes: dict[str, float] = {}
+    if args.gossip_probe_interval is not None:
+        if args.gossip_probe_interval <= 0:
+            raise ConfigError("--gossip-probe-interval must be > 0 seconds",
+                              path="gossip-probe-interval", value=args.gossip_probe_interval)
+        scale = args.gossip_probe_interval / timings.probe_interval_s
+        changes["probe_interval_s"] = args.gossip_probe_interval
+        changes["probe_timeout_s"] = timings.probe_timeout_s * scale
+    if args.gossip_suspicion_mult is not None:
+        changes["suspicion_mult"] = args.gossip_suspicion_mult
+    return dataclasses.replace(timings, **changes) if changes else timings
 
 
 async def serve(args: argparse.Namespace, settings: AgentDaemonSettings) -> None:

@@ -56,3 +56,20 @@ def test_environment_is_read_like_purelb(monkeypatch):
 def test_bad_configuration_is_a_clear_error(argv, needle):
     with pytest.raises(ConfigError, match=needle):
         settings_from_args(parse(*argv))
+
+
+def test_failover_tuning_flags_scale_the_probe_timings():
+    s = settings_from_args(parse("--node-name", "n", "--gossip-bind", "10.0.0.1",
+                                 "--gossip-probe-interval", "0.3", "--gossip-suspicion-mult", "6"))
+    t = s.gossip_timings
+    assert t.probe_interval_s == 0.3 and t.probe_timeout_s == pytest.approx(0.12)
+    assert t.suspicion_mult == 6
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (("--gossip-probe-interval", "0"), "gossip-probe-interval"),
+    (("--gossip-suspicion-mult", "-1"), "suspicion"),
+])
+def test_bad_failover_tuning_is_a_clear_error(argv, needle):
+    with pytest.raises(ConfigError, match=needle):
+        settings_from_args(parse("--node-name", "n", "--gossip-bind", "10.0.0.1", *argv))
