@@ -222,7 +222,9 @@ def test_status_shows_groups_services_plan_and_hot_path(tmp_path: Path) -> None:
                                  timeout=60, check=False)
             assert res.returncode == 0, res.stderr
             doc = json.loads(res.stdout)
-            if doc["groups"] and doc["groups"][0]["source"] == "status" and doc["plan"]:
+            # the status written before the allocation (in use 0) may be read first
+            if (doc["groups"] and doc["groups"][0]["source"] == "status" and doc["plan"]
+                    and doc["groups"][0]["in_use"] == 1):
                 break
             assert time.monotonic() < deadline, doc
             time.sleep(0.2)
