@@ -105,7 +105,11 @@ class LeanPool:
         all_headers = [*self._base_headers, *headers]
         if body is not None:
             all_headers.append(("Content-Length", str(len(body))))
-        request = h11.Request(method=method, target=self._prefix + path, headers=all_headers)
+        try:
+            request = h11.Request(method=method, target=self._prefix + path,
+                                  headers=all_headers)
+        except h11.ProtocolError as exc:  # e.g. a token with a newline in it
+            raise LeanError(f"cannot form the request: {exc}") from exc
         async with self._limit:
             lane = await self._take()
             try:

@@ -8,6 +8,8 @@ from functools import partial
 import pytest
 import trio
 
+from purelb.kube import SERVICES, ClusterConfig, KubeClient, NotFound
+from purelb.kube._client import ClientSettings
 from purelb.kube._lean import LeanError, LeanPool
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -134,3 +136,30 @@ async def test_refused_connection_and_bad_url() -> None:
     with pytest.raises(ValueError, match="ftp://h"):
         LeanPool("ftp://h", ssl_context=None, server_hostname=None, connect_timeout_s=1,
                  request_timeout_s=1, max_connections=1, base_headers=[])
+
+
+async def test_an_unsendable_header_is_a_lean_error_not_a_crash() -> None:
+    pool = _pool(1)
+    with pytest.raises(LeanError, match="cannot form the request"):
+        await pool.request("GET", "/x", [("Authorization", "Bearer a\nb")], None)
+    assert pool.connections_opened == 0
+
+
+async def test_kube_client_over_the_lean_pool_obeys_retry_after_and_maps_errors() -> None:
+    throttled = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n"
+    status = (b'{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound",'
+              b'"code":404,"message":"services \\"b\\" not found"}')
+    missing = (b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(status)) + status
+    replies = {1: throttled, 2: OK, 3: missing}
+    async with trio.open_nursery() as nursery:
+        port, seen = await _serve(nursery, lambda n: replies[n])
+        config = ClusterConfig(server=f"http://127.0.0.1:{port}", token="t0k", source="test")
+        async with KubeClient(config, settings=ClientSettings(rate_limit=None)) as client:
+            with trio.fail_after(0.8):  # Retry-After: 0 read (without it the wait is 1 s)
+                assert await client.get(SERVICES, "a", namespace="ns") == {}
+            with pytest.raises(NotFound, match='"b" not found'):
+                await client.get(SERVICES, "b", namespace="ns")
+        assert len(seen) == 3  # the 429 was retried once, on the same connection
+        assert b"authorization: bearer t0k" in seen[0].lower()
+        nursery.cancel_scope.cancel()
