@@ -34,6 +34,7 @@ from typing import Any
 import trio
 
 from purelb import fast
+from purelb.controllers.allocator_cache import pack_service, unpack
 from purelb.controllers.allocator_metrics import AllocatorMetrics
 from purelb.controllers.allocator_reconcile import (
     Marker,
@@ -41,7 +42,6 @@ from purelb.controllers.allocator_reconcile import (
     Reconciler,
     ReconcileResult,
     parse_services,
-    slim_service,
 )
 from purelb.controllers.allocator_writer import KubeWriter, NotLeader
 from purelb.controllers.leadership import Elector, LeaseTimings, run_election
@@ -284,7 +284,7 @@ class AllocatorDaemon:
         queue: WorkQueue[QueueKey] = WorkQueue(backoff=s.retry_backoff)
         reconciler = Reconciler(
             settings=s.allocator, writer=self.writer,
-            services=lambda ns, name: self._reflectors["services"].get(ns, name),
+            services=lambda ns, name: unpack(self._reflectors["services"].get(ns, name)),
             groups=lambda: self._reflectors["servicegroups"].list(), queue=queue,
             metrics=self.metrics, conflict_retries=s.conflict_retries, now=self._wall_stamp,
             read_secret=self._read_secret, netbox_metrics=self.netbox_metrics)
@@ -403,7 +403,7 @@ class AllocatorDaemon:
         send, receive = trio.open_memory_channel[Change](self.settings.change_buffer)
         reflector = Reflector(self._client, resource, namespace=namespace, send_channel=send,
                               settings=self.settings.reflector,
-                              transform=slim_service if resource is SERVICES else None)
+                              transform=pack_service if resource is SERVICES else None)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._consume, receive, on_change)
             await nursery.start(reflector.run)
@@ -419,8 +419,9 @@ class AllocatorDaemon:
 
     def _on_service_change(self, change: Change) -> None:
         if self._term is not None:
-            meta = change.obj.get("metadata") or {}
-            self._term.reconciler.changed(_key(change.obj), str(meta.get("resourceVersion", "")))
+            obj = unpack(change.obj) or {}  # decode a packed entry once
+            meta = obj.get("metadata") or {}
+            self._term.reconciler.changed(_key(obj), str(meta.get("resourceVersion", "")))
 
     def _on_group_change(self, change: Change) -> None:
         if self._term is not None:

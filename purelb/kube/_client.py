@@ -47,6 +47,7 @@ from ._errors import (
     map_error,
     parse_status,
 )
+from ._lean import LeanError, LeanPool, LeanResponse
 from ._ratelimit import DEFAULT_RATE_LIMIT, RateLimiter, RateLimitSettings
 from ._resources import Resource
 from ._selectors import LabelSelectorInput, encode_field_selector, encode_label_selector
@@ -55,6 +56,8 @@ from ._watch import LineSplitter, WatchEvent, decode_event
 LOGGER = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+#: compact JSON for request bodies (no spaces: fewer bytes to send and parse)
+_COMPACT = (",", ":")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,6 +179,17 @@ class KubeClient:
             # and in-cluster clients do; a stray HTTPS_PROXY must not capture tokens.
             trust_env=False,
         )
+        # Small buffered requests go through the lean pool; an injected transport (tests,
+        # embedding) keeps everything on httpx so it sees every request.
+        self._lean: LeanPool | None = None
+        if transport is None:
+            self._lean = LeanPool(
+                config.server, ssl_context=verify if verify is not True else None,
+                server_hostname=config.tls_server_name,
+                connect_timeout_s=settings.connect_timeout_s,
+                request_timeout_s=settings.request_timeout_s,
+                max_connections=settings.max_connections,
+                base_headers=[("User-Agent", user_agent(role)), ("Accept", "application/json")])
         self._state = _State.UNOPENED
         self.requests = 0
         """Requests sent (including retries), for metrics and benchmarks."""
@@ -195,6 +209,8 @@ class KubeClient:
 
     async def aclose(self) -> None:
         self._state = _State.CLOSED
+        if self._lean is not None:
+            await self._lean.aclose()
         await self._http.aclose()
 
     def _check_open(self) -> None:
@@ -488,20 +504,30 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> JSON:
         ctx = RequestContext(verb, path, key)
-        content = None if body is None else json.dumps(body).encode()
+        content = None if body is None else json.dumps(body, separators=_COMPACT).encode()
         headers = {"Content-Type": content_type} if content is not None else {}
         retries = _Retries()
+        lean = self._lean if not params else None
         while True:
             await self._before_request()
             auth = await self._auth_headers()
-            try:
-                request = self._http.build_request(
-                    method, path, params=params, content=content,
-                    headers={**headers, **auth}, extensions=self._extensions,
-                )
-                response = await self._http.send(request)
-            except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-                raise _unavailable(exc, ctx) from exc
+            response: httpx.Response | LeanResponse
+            if lean is not None:
+                try:
+                    response = await lean.request(method, path, [*headers.items(),
+                                                                 *auth.items()], content)
+                except LeanError as exc:
+                    raise ApiUnavailable(f"{ctx.describe()}: API server unreachable ({exc})",
+                                         context=ctx) from exc
+            else:
+                try:
+                    request = self._http.build_request(
+                        method, path, params=params, content=content,
+                        headers={**headers, **auth}, extensions=self._extensions,
+                    )
+                    response = await self._http.send(request)
+                except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+                    raise _unavailable(exc, ctx) from exc
             if response.status_code < 400:
                 return _decode_json(response.content, ctx)
             error = _error_from(response, response.content, ctx)
@@ -585,9 +611,10 @@ def _unavailable(exc: Exception, ctx: RequestContext) -> ApiUnavailable:
     return ApiUnavailable(f"{ctx.describe()}: API server unreachable ({detail})", context=ctx)
 
 
-def _error_from(response: httpx.Response, body: bytes, ctx: RequestContext) -> KubeApiError:
+def _error_from(response: httpx.Response | LeanResponse, body: bytes,
+                ctx: RequestContext) -> KubeApiError:
     return map_error(response.status_code, status=parse_status(body), body_size=len(body),
-                     retry_after=response.headers.get("Retry-After"), context=ctx)
+                     retry_after=response.headers.get("retry-after"), context=ctx)
 
 
 async def _read_error_body(response: httpx.Response, ctx: RequestContext) -> bytes:
