@@ -227,9 +227,9 @@ async def agent_scenario(w: World) -> None:
     await c.delete(SERVICES, "virt", namespace=APP_NS)
     # ETP=Local on a local address is warned about; the warning going away and coming back
     # repeats the same Event for the same Service: a series, i.e. a patch of the Event
-    for policy_ in ("Cluster", "Local"):
+    for etp in ("Cluster", "Local"):
         await trio.sleep(AGENT_SETTLE_S)
-        await c.patch(SERVICES, "web", {"spec": {"externalTrafficPolicy": policy_}},
+        await c.patch(SERVICES, "web", {"spec": {"externalTrafficPolicy": etp}},
                       namespace=APP_NS)
 
     async def series() -> bool:

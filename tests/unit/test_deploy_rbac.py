@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from purelb.apiserver._api import selector_name
 from purelb.deploy_rbac import Request, load_policy, resource_matches, user_subjects
 from purelb.errors import ConfigError
 
@@ -124,3 +125,15 @@ def test_service_account_groups() -> None:
 def test_unmodelled_or_broken_documents_are_rejected(bad: dict) -> None:
     with pytest.raises(ConfigError):
         load_policy([{"apiVersion": "rbac.authorization.k8s.io/v1", **bad}])
+
+
+@pytest.mark.parametrize(("selector", "name"), [
+    ("metadata.name=purelb-gossip", "purelb-gossip"),
+    ("metadata.name==k", "k"),
+    ("metadata.namespace=x,metadata.name=k", "k"),
+    ("metadata.name!=k", ""),  # excludes a name: not a resourceName request
+    ("spec.nodeName=n1", ""),
+    (None, ""),
+])
+def test_audit_names_a_list_by_its_exact_name_selector(selector: str | None, name: str) -> None:
+    assert selector_name(selector) == name
