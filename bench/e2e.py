@@ -72,6 +72,9 @@ class PhaseResult:
     max_ms: float
     allocator_cpu_s: float
     allocator_cpu_pct: float
+    allocator_cpu_ms_per_service: float
+    """CPU the allocator spent per Service: the figure that does not depend on how busy
+    the shared machine was (1000 / it = Services/s one allocator core could do)."""
     allocator_rss_mb: float
     creates_s: float
     """Time the generator spent creating (the API server's share of the phase)."""
@@ -329,6 +332,7 @@ def _phase(name: str, names: list[str], created: dict[str, float], ingress: _Ing
         p99_ms=round(_percentile(latencies, 99), 2), max_ms=round(latencies[-1], 2),
         allocator_cpu_s=round(cpu1 - cpu0, 3),
         allocator_cpu_pct=round(100 * (cpu1 - cpu0) / seconds, 1) if seconds > 0 else 0.0,
+        allocator_cpu_ms_per_service=round(1000 * (cpu1 - cpu0) / len(names), 3),
         allocator_rss_mb=round(rss_mb, 1), creates_s=round(creates_s, 3),
         apiserver_cpu_pct=round(100 * api_cpu_s / seconds, 1) if seconds > 0 else 0.0,
         latencies_ms=[round(x, 3) for x in latencies])
@@ -427,12 +431,13 @@ def _print(report: dict[str, Any]) -> None:
           f"{report['machine']['note']})")
     print(f"{'phase':8} {'services':>8} {'seconds':>8} {'svc/s':>8} {'p50 ms':>8} "
           f"{'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'alloc CPU':>10} {'RSS MB':>7} "
-          f"{'API CPU':>8} {'creates s':>9}")
+          f"{'API CPU':>8} {'creates s':>9} {'alloc ms/svc':>12}")
     for p in report["phases"]:
         print(f"{p['name']:8} {p['services']:>8} {p['seconds']:>8.2f} {p['services_per_s']:>8.1f} "
               f"{p['p50_ms']:>8.2f} {p['p90_ms']:>8.2f} {p['p99_ms']:>8.2f} {p['max_ms']:>8.1f} "
               f"{p['allocator_cpu_pct']:>9.1f}% {p['allocator_rss_mb']:>7.1f} "
-              f"{p['apiserver_cpu_pct']:>7.1f}% {p['creates_s']:>9.2f}")
+              f"{p['apiserver_cpu_pct']:>7.1f}% {p['creates_s']:>9.2f} "
+              f"{p['allocator_cpu_ms_per_service']:>12.2f}")
     s = report["startup"]
     print(f"startup: ready in {s['first_start_ready_s']:.2f} s (empty); restart with "
           f"{s['restart_services']} Services ready in {s['restart_ready_s']:.2f} s, first new "

@@ -11,10 +11,10 @@ two Services: research/peers.md §2, §6).
 ``reconcile(key)`` reads the Service from the watch cache, asks the allocator (pure,
 sync: no other task sees a half-applied decision), then writes through the
 :class:`~purelb.controllers.allocator_writer.Writer`: annotations by merge patch carrying
-the resourceVersion the decision saw, then the ingress by PUT on /status with the
-resourceVersion the patch returned. A 409 means the Service changed under us: re-read it,
-recompute (the allocator's state already holds what it decided, so the new decision is
-only the remaining difference) and write again.
+the resourceVersion the decision saw, then the ingress by a merge patch on /status with
+the resourceVersion the patch returned (also compare-and-set). A 409 means the Service
+changed under us: re-read it, recompute (the allocator's state already holds what it
+decided, so the new decision is only the remaining difference) and write again.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ The reconcile logic depends on these five operations only, so it is tested with 
 writer and runs unchanged against a cluster. :class:`KubeWriter` is the real one:
 
 * annotations by **merge patch** (only our keys; ``null`` removes one);
-* ``status.loadBalancer.ingress`` by **PUT on /status** carrying the resourceVersion the
-  decision was computed from, so a concurrent change is a 409 (:class:`Conflict`) and the
-  caller re-reads, recomputes and writes again — never a blind overwrite;
+* ``status.loadBalancer.ingress`` by **merge patch on /status** carrying the
+  resourceVersion the decision was computed from, so a concurrent change is a 409
+  (:class:`Conflict`) and the caller re-reads, recomputes and writes again — never a
+  blind overwrite (and other status fields are left alone);
 * Events through the series-aggregating :class:`EventRecorder` (best effort);
 * ServiceGroup status by merge patch on /status.
 
@@ -17,7 +18,6 @@ leader that cannot renew stops writing before its lease can be taken over.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -105,11 +105,15 @@ class KubeWriter:
     async def write_ingress(self, svc: JSON, ingress: list[JSON]) -> JSON:
         meta = svc["metadata"]
         self._check_fence(f"write the ingress of {meta['namespace']}/{meta['name']}")
-        body = {"apiVersion": "v1", "kind": "Service", "metadata": meta,
-                "spec": svc.get("spec") or {}, "status": copy.deepcopy(svc.get("status") or {})}
-        body["status"].setdefault("loadBalancer", {})["ingress"] = ingress
+        # A merge patch of /status touches only loadBalancer (status.conditions written by
+        # others survive, and the cache may hold a slimmed copy); the resourceVersion makes
+        # it a compare-and-set: 409 if the Service changed since the decision read it.
+        body = {"metadata": {"resourceVersion": meta["resourceVersion"]},
+                "status": {"loadBalancer": {"ingress": ingress}}}
         try:
-            out = await self._client.replace_status(SERVICES, body, namespace=meta["namespace"])
+            out = await self._client.patch_status(SERVICES, meta["name"], body,
+                                                  namespace=meta["namespace"],
+                                                  patch_type=PatchType.MERGE)
         except KubeApiError:
             self._counters.write_done("status", False)
             raise

@@ -230,3 +230,16 @@ async def test_group_status_counts_a_64_bit_ipv6_pool_exactly():
             return st if st.get("allocatedIPv6") == 1 else None
         st = await w.eventually(counted, what="allocatedIPv6=1")
         assert st["availableIPv6"] == str(2**64 - 1)  # beyond 2**53: an exact decimal string
+
+
+async def test_the_ingress_write_leaves_other_status_fields_alone():
+    cond = {"type": "example.com/Ready", "status": "True", "reason": "Test", "message": "m",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    async with open_world(SMALL) as w, running_daemon(w):
+        await w.client.create(SERVICES, service("web", type="ClusterIP"))
+        await w.client.patch_status(SERVICES, "web", {"status": {"conditions": [cond]}},
+                                    namespace=APP_NS)
+        await w.client.patch(SERVICES, "web", {"spec": {"type": "LoadBalancer"}},
+                             namespace=APP_NS)
+        assert await w.wait_ingress("web") == ["10.0.0.0"]
+        assert (await w.svc("web"))["status"]["conditions"] == [cond]
