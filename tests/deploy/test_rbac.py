@@ -4,8 +4,9 @@ The allocator runs as a task against the test API server with its ServiceAccount
 through a scenario that walks its code paths; the server's audit (verb, group, resource,
 subresource, namespace, name per user) is then checked against the manifests with the RBAC
 evaluator (purelb.deploy_rbac): every request must be allowed, and every granted verb must
-have been used or be in the allowlist below with its reason. The agent's half needs root
-(netlink in a namespace) and lives in tests/netns/test_agent_rbac_ns.py.
+have been used or be in the allowlist below with its reason. The agent runs the same way
+(in this process, with its own token) but needs root: its netlink and GARP side work in a
+network namespace the test creates; the allocator runs beside it to allocate.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ async def allocator_scenario(w: World) -> None:
     # an invalid group (overlapping the running one): Valid=False status and a Warning
     await c.create(SERVICE_GROUPS, group("bad", ("10.0.0.2/31", "10.0.0.0/24")), namespace=NS)
     await c.create(SERVICES, service("late"))
-    await c.create(SERVICES, service("viaNetbox".lower(),
+    await c.create(SERVICES, service("vianetbox",
                                      annotations={"purelb.io/service-group": "nb"}))
 
     async def failed() -> bool:
