@@ -17,6 +17,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,12 @@ async def allocator_as_account(w: World, kubeconfig: Path) -> AsyncIterator[Allo
             nursery.cancel_scope.cancel()
 
 
+async def patched_events(w: World, user: str) -> bool:
+    """Whether ``user`` has patched an Event yet (a repeat joined its series)."""
+    return any(a.verb == "patch" and a.resource == "events"
+               for a in w.srv.server.audit_requests(user))
+
+
 async def allocator_scenario(w: World) -> None:
     """Valid, invalid and NetBox groups; create/update/delete, sharing, pinning, type
     changes, an exhausted pool and repeated events (series patches)."""
@@ -139,7 +146,10 @@ async def allocator_scenario(w: World) -> None:
     # the same failure again joins the Event's series (a patch of the Event)
     await c.patch(SERVICES, "late", {"metadata": {"labels": {"touch": "1"}}}, namespace=APP_NS)
     await c.patch(SERVICES, "late", {"metadata": {"labels": {"touch": "2"}}}, namespace=APP_NS)
-    # a type change releases (annotations and status cleared), a delete frees the address
+    await w.eventually(partial(patched_events, w, ALLOCATOR),
+                       what="the allocator patching an Event series (a repeat)")
+    # a type change releases (annotations and status cleared); a delete frees the address
+    # after a GET confirms the Service is gone (the cache alone is never trusted for that)
     await c.patch(SERVICES, "web", {"spec": {"type": "ClusterIP"}}, namespace=APP_NS)
     await c.delete(SERVICES, "pinned", namespace=APP_NS)
     await w.wait_ingress("late")
@@ -233,10 +243,8 @@ async def agent_scenario(w: World) -> None:
         await c.patch(SERVICES, "web", {"spec": {"externalTrafficPolicy": etp}},
                       namespace=APP_NS)
 
-    async def series() -> bool:
-        return any(a.verb == "patch" and a.resource == "events"
-                   for a in w.srv.server.audit_requests(AGENT))
-    await w.eventually(series, what="the agent patching an Event series (a repeat)")
+    await w.eventually(partial(patched_events, w, AGENT),
+                       what="the agent patching an Event series (a repeat)")
     await c.patch(LB_NODE_AGENTS, "default", {"spec": {"local": {"sendgarp": True}}},
                   namespace=NS)
     await trio.sleep(AGENT_SETTLE_S)
