@@ -7,6 +7,7 @@ docs/architecture.md ("API server") for what is simplified.
 
 from ._api import ApiSettings as ApiSettings
 from ._api import AuditKey as AuditKey
+from ._api import AuditRequest as AuditRequest
 from ._faults import FaultInjector as FaultInjector
 from ._server import ApiServer as ApiServer
 from ._server import ApiServerConfig as ApiServerConfig
@@ -18,6 +19,7 @@ __all__ = [
     "ApiServerConfig",
     "ApiSettings",
     "AuditKey",
+    "AuditRequest",
     "FaultInjector",
     "Store",
     "serve_apiserver",

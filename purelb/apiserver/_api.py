@@ -84,6 +84,30 @@ class AuditKey(NamedTuple):
     namespace: str
 
 
+class AuditRequest(NamedTuple):
+    """One request as an RBAC authorizer sees it: :class:`AuditKey` plus the object name.
+
+    ``name`` is the path's name, or for list/watch the exact ``metadata.name`` of the field
+    selector (the real server authorizes those against ``resourceNames``); else "".
+    """
+
+    verb: str
+    group: str
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+
+
+def selector_name(field_selector: str | None) -> str:
+    """The name a ``metadata.name=X`` (or ``==``) term pins, as the real server reads it."""
+    for part in (field_selector or "").split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip() == "metadata.name":
+            return value.lstrip("=").strip()
+    return ""
+
+
 class _Target(NamedTuple):
     rdef: ResourceDef
     namespace: str | None
@@ -153,6 +177,7 @@ class KubeApi:
         self.tokens = dict(tokens)
         self.clock = clock
         self.audit: dict[str, set[AuditKey]] = {}
+        self.audit_named: dict[str, set[AuditRequest]] = {}
         self._openapi_cache: tuple[int, dict[str, Any], dict[str, bytes]] | None = None
 
     # ---- public accessors ------------------------------------------------------------
@@ -161,6 +186,10 @@ class KubeApi:
         if user is not None:
             return set(self.audit.get(user, set()))
         return {u: set(s) for u, s in self.audit.items()}
+
+    def audit_requests(self, user: str) -> set[AuditRequest]:
+        """One user's requests with object names (what ``resourceNames`` rules see)."""
+        return set(self.audit_named.get(user, set()))
 
     # ---- entry point -----------------------------------------------------------------
     async def __call__(self, req: Request) -> Response | StreamResponse:
@@ -275,6 +304,10 @@ class KubeApi:
     def _record(self, req: Request, verb: str, t: _Target) -> None:
         key = AuditKey(verb, t.rdef.group, t.rdef.plural, t.subresource, t.namespace or "")
         self.audit.setdefault(req.user or ANONYMOUS, set()).add(key)
+        name = t.name or ""
+        if not name and verb in ("list", "watch"):
+            name = selector_name(req.query.get("fieldSelector"))
+        self.audit_named.setdefault(req.user or ANONYMOUS, set()).add(AuditRequest(*key, name))
 
     async def _dispatch(self, req: Request, t: _Target) -> Response | StreamResponse:
         method = req.method.upper()

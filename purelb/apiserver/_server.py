@@ -23,7 +23,7 @@ import yaml
 
 from purelb.errors import ConfigError
 
-from ._api import ApiSettings, AuditKey, KubeApi, error_response
+from ._api import ApiSettings, AuditKey, AuditRequest, KubeApi, error_response
 from ._crd import validate_crd
 from ._errors import StatusError, bad_request, too_large
 from ._faults import FaultInjector
@@ -151,6 +151,10 @@ class ApiServer:
     def audit_records(self, user: str | None = None) -> dict[str, set[AuditKey]] | set[AuditKey]:
         """Per user, the (verb, group, resource, subresource, namespace) requests served."""
         return self.api.audit_records(user)
+
+    def audit_requests(self, user: str) -> set[AuditRequest]:
+        """One user's requests served, with object names (for ``resourceNames`` checks)."""
+        return self.api.audit_requests(user)
 
     def install(self, docs: list[dict[str, Any]]) -> None:
         """Create or replace objects (startup CRDs); errors name the object."""
