@@ -12,11 +12,7 @@ import argparse
 import dataclasses
 import logging
 import os
-import signal
-import sys
 from dataclasses import replace
-
-import trio
 
 from purelb.agent import DEFAULT_AGENT_SETTINGS, AgentSettings
 from purelb.agent.settings import Ownership
@@ -29,10 +25,10 @@ from purelb.controllers.agent import (
     AgentDaemon,
     AgentDaemonSettings,
 )
+from purelb.controllers.daemon_cli import run_command, run_until_signal
 from purelb.election import GossipTimings, lan, local, parse_address
 from purelb.errors import ConfigError
-from purelb.kube import add_kube_arguments, client_from_args
-from purelb.obs import configure_logging
+from purelb.kube import add_kube_arguments
 
 LOGGER = logging.getLogger(__name__)
 _TIMINGS = {"lan": lan, "local": local}
@@ -156,31 +152,11 @@ def _tuned_timings(args: argparse.Namespace) -> GossipTimings:
 
 
 async def serve(args: argparse.Namespace, settings: AgentDaemonSettings) -> None:
-    """Run the daemon until SIGTERM/SIGINT."""
-    async with client_from_args(args, role="lbnodeagent") as client:
-        daemon = AgentDaemon(client, settings)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(daemon.run)
-                LOGGER.info("event=agent_ready node=%s metrics_port=%d", settings.node_name,
-                            daemon.metrics_port)
-                async for signum in signals:
-                    LOGGER.info("event=shutdown signal=%s", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel(reason=f"signal {signal.Signals(signum).name}")
-                    break
+    """Run the agent until SIGTERM/SIGINT."""
+    await run_until_signal(
+        args, "lbnodeagent", lambda client: AgentDaemon(client, settings),
+        lambda d: f"node={settings.node_name} metrics_port={d.metrics_port}")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        configure_logging(args.log_level, args.log_format)
-        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-        settings = settings_from_args(args)
-    except (ConfigError, ValueError) as exc:
-        print(f"purelb agent: {exc}", file=sys.stderr)
-        return 2
-    try:
-        trio.run(serve, args, settings)
-    except ConfigError as exc:
-        print(f"purelb agent: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command("purelb agent", args, settings_from_args, serve)

@@ -11,11 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import sys
 from dataclasses import replace
-
-import trio
 
 from purelb.controllers.allocator import (
     DEFAULT_LEASE_NAME,
@@ -26,11 +22,11 @@ from purelb.controllers.allocator import (
     default_identity,
     lease_timings,
 )
+from purelb.controllers.daemon_cli import run_command, run_until_signal
 from purelb.controllers.leadership import LeaseTimings
 from purelb.errors import ConfigError
 from purelb.ipam.allocator import AllocatorSettings
-from purelb.kube import add_kube_arguments, client_from_args
-from purelb.obs import configure_logging
+from purelb.kube import add_kube_arguments
 
 LOGGER = logging.getLogger(__name__)
 
@@ -148,31 +144,10 @@ def settings_from_args(args: argparse.Namespace) -> DaemonSettings:
 
 
 async def serve(args: argparse.Namespace, settings: DaemonSettings) -> None:
-    """Run the daemon until SIGTERM/SIGINT."""
-    async with client_from_args(args, role="allocator") as client:
-        daemon = AllocatorDaemon(client, settings)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(daemon.run)
-                LOGGER.info("event=allocator_ready metrics_port=%d", daemon.metrics_port)
-                async for signum in signals:
-                    LOGGER.info("event=shutdown signal=%s", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel(reason=f"signal {signal.Signals(signum).name}")
-                    break
+    """Run the allocator until SIGTERM/SIGINT."""
+    await run_until_signal(args, "allocator", lambda client: AllocatorDaemon(client, settings),
+                           lambda d: f"metrics_port={d.metrics_port}")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        configure_logging(args.log_level, args.log_format)
-        # one line per HTTP request is noise at info; our own logs name every failure
-        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-        settings = settings_from_args(args)
-    except (ConfigError, ValueError) as exc:
-        print(f"purelb allocator: {exc}", file=sys.stderr)
-        return 2
-    try:
-        trio.run(serve, args, settings)
-    except ConfigError as exc:
-        print(f"purelb allocator: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command("purelb allocator", args, settings_from_args, serve)
