@@ -22,6 +22,8 @@ from pathlib import Path
 
 import trio
 
+from bench._rawhttp import RawConnection
+
 DEFAULT_DURATION_S = 3.0
 """Long enough for a stable rate on this 2-core machine, short enough to share it."""
 DEFAULT_CLIENTS = 16
@@ -60,36 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the results as JSON here")
 
 
-class _Conn:
-    """One keep-alive HTTP/1.1 connection that sends a request and reads one reply."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buf = b""
-
-    async def request(self, head: bytes, body: bytes) -> tuple[int, bytes]:
-        await self.stream.send_all(head + body)
-        while b"\r\n\r\n" not in self.buf:
-            chunk = await self.stream.receive_some(65536)
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            self.buf += chunk
-        raw_head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        status = int(raw_head.split(b" ", 2)[1])
-        length = 0
-        for line in raw_head.split(b"\r\n")[1:]:
-            k, _, v = line.partition(b":")
-            if k.strip().lower() == b"content-length":
-                length = int(v)
-        while len(self.buf) < length:
-            chunk = await self.stream.receive_some(65536)
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            self.buf += chunk
-        reply, self.buf = self.buf[:length], self.buf[length:]
-        return status, reply
-
-
 def _post(port: int, name: str) -> tuple[bytes, bytes]:
     body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
                        "data": {"k": "v"}}).encode()
@@ -122,7 +94,7 @@ async def _list_rv(port: int) -> str:
     async with stream:
         head = (f"GET /api/v1/namespaces/{NAMESPACE}/configmaps?limit=1 HTTP/1.1\r\n"
                 f"Host: 127.0.0.1:{port}\r\n\r\n").encode()
-        status, reply = await _Conn(stream).request(head, b"")
+        status, reply = await RawConnection(stream).request(head)
     if status != 200:
         raise RuntimeError(f"list failed with HTTP {status}")
     return json.loads(reply)["metadata"]["resourceVersion"]
@@ -186,10 +158,10 @@ async def _measure(storage: str, args: argparse.Namespace) -> Result:
                     nonlocal acked
                     stream = await trio.open_tcp_stream("127.0.0.1", port)
                     async with stream:
-                        conn = _Conn(stream)
+                        conn = RawConnection(stream)
                         i = 0
                         while trio.current_time() < deadline:
-                            status, reply = await conn.request(*_post(port, f"b{c}-{i}"))
+                            status, reply = await conn.request(b"".join(_post(port, f"b{c}-{i}")))
                             if status != 201:
                                 raise RuntimeError(f"create failed: HTTP {status} {reply[:200]!r}")
                             acked += 1

@@ -36,6 +36,8 @@ from typing import Any
 
 import trio
 
+from bench._rawhttp import HEAD_END, RawConnection
+
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "deploy" / "crds"
 NAMESPACE = "bench"
@@ -57,7 +59,6 @@ POOL = "10.128.0.0/14"
 """262,144 addresses: never the bottleneck, and large enough for any --services."""
 TARGETS = {"services_per_s": 1000.0, "p50_ms_at_100_per_s": 20.0, "rss_mb_at_10k": 60.0}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE = b"\r\n\r\n"
 
 
 @dataclass(slots=True)
@@ -102,36 +103,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------- raw HTTP
 
 
-class _Conn:
-    """One keep-alive HTTP/1.1 connection: send a request, read one reply."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buf = b""
-
-    async def request(self, data: bytes) -> tuple[int, bytes]:
-        await self.stream.send_all(data)
-        while PAGE not in self.buf:
-            chunk = await self.stream.receive_some(65536)
-            if not chunk:
-                raise ConnectionError("API server closed the connection")
-            self.buf += chunk
-        head, self.buf = self.buf.split(PAGE, 1)
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            key, _, value = line.partition(b":")
-            if key.strip().lower() == b"content-length":
-                length = int(value)
-        while len(self.buf) < length:
-            chunk = await self.stream.receive_some(65536)
-            if not chunk:
-                raise ConnectionError("API server closed the connection")
-            self.buf += chunk
-        body, self.buf = self.buf[:length], self.buf[length:]
-        return status, body
-
-
 def _request(method: str, path: str, port: int, obj: Any = None) -> bytes:
     body = json.dumps(obj).encode() if obj is not None else b""
     head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -150,7 +121,7 @@ def _service(name: str) -> dict[str, Any]:
 async def _call(port: int, method: str, path: str, obj: Any = None) -> tuple[int, bytes]:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
-        return await _Conn(stream).request(_request(method, path, port, obj))
+        return await RawConnection(stream).request(_request(method, path, port, obj))
 
 
 # ---------------------------------------------------------------------- processes
@@ -266,9 +237,9 @@ async def _watch(port: int, rv: str, ingress: _Ingress, *,
         while chunk := await stream.receive_some(1 << 20):
             buf += chunk
             if not head_done:
-                if PAGE not in buf:
+                if HEAD_END not in buf:
                     continue
-                buf = buf.split(PAGE, 1)[1]
+                buf = buf.split(HEAD_END, 1)[1]
                 head_done = True
             # chunked transfer: size lines are hex digits, event lines are JSON objects
             *lines, buf = buf.split(b"\n")
@@ -287,7 +258,7 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[index]
 
 
-async def _create(conn: _Conn, port: int, name: str, created: dict[str, float]) -> None:
+async def _create(conn: RawConnection, port: int, name: str, created: dict[str, float]) -> None:
     created[name] = trio.current_time()
     status, body = await conn.request(
         _request("POST", f"/api/v1/namespaces/{NAMESPACE}/services", port, _service(name)))
@@ -299,7 +270,7 @@ async def _burst(port: int, names: list[str], clients: int, created: dict[str, f
     async def client(mine: list[str]) -> None:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
-            conn = _Conn(stream)
+            conn = RawConnection(stream)
             for name in mine:
                 await _create(conn, port, name, created)
 
@@ -311,7 +282,7 @@ async def _burst(port: int, names: list[str], clients: int, created: dict[str, f
 async def _paced(port: int, names: list[str], rate: float, created: dict[str, float]) -> None:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
-        conn = _Conn(stream)
+        conn = RawConnection(stream)
         start = trio.current_time()
         for i, name in enumerate(names):
             await trio.sleep_until(start + i / rate)
@@ -393,7 +364,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                     t0 = trio.current_time()
                     stream = await trio.open_tcp_stream("127.0.0.1", port)
                     async with stream:
-                        await _create(_Conn(stream), port, "after-restart", created)
+                        await _create(RawConnection(stream), port, "after-restart", created)
                     await ingress.wait_for(["after-restart"])
                     first_after_s = trio.current_time() - t0
                     rss_restarted = _rss_mb(alloc.pid)
