@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import secrets
 from pathlib import Path
 
 from cryptography import x509
@@ -24,6 +25,24 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+
+
+TOKEN_BYTES = 32
+"""Random bytes in a generated bearer token (256 bits)."""
+
+
+def load_or_make_token(path: Path) -> str:
+    """The bearer token kept in ``path`` (0600), generated on first start, so a restart
+    keeps earlier kubeconfigs working."""
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    _write_private(path, (token + "\n").encode())
+    return token
 
 
 def load_or_make_self_signed(out_dir: Path, host: str) -> tuple[Path, Path, bytes]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import os
-import secrets
 import signal
 import sys
 from functools import partial
@@ -24,27 +22,12 @@ from purelb.errors import ConfigError
 
 from ._kubeconfig import write_kubeconfig
 from ._server import ApiServer, ApiServerConfig, serve_apiserver
+from ._tls import load_or_make_token
 
 LOG = logging.getLogger(__name__)
-TOKEN_BYTES = 32
-"""Random bytes in a generated bearer token (256 bits)."""
 DEFAULT_USER = "admin"
 TOKEN_FILE = "token"
 """Generated tokens are kept here (mode 0600) so a restart keeps old kubeconfigs working."""
-
-
-def _load_or_make_token(path: Path) -> str:
-    try:
-        token = path.read_text().strip()
-        if token:
-            return token
-    except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +90,7 @@ def build_config(args: argparse.Namespace) -> tuple[ApiServerConfig, bytes | Non
         if state_dir is None:
             raise ConfigError("HTTPS needs a bearer token: give --token, or --kubeconfig-out "
                               "FILE to have one generated", path="token", value=None)
-        token = _load_or_make_token(state_dir / TOKEN_FILE)
+        token = load_or_make_token(state_dir / TOKEN_FILE)
     tokens = {token: DEFAULT_USER} if token else {}
     cfg = ApiServerConfig(host=host, port=port, db_path=args.db, crd_paths=tuple(args.crd),
                           tls_cert=cert, tls_key=key, tokens=tokens)

@@ -29,7 +29,6 @@ import ipaddress
 import json
 import logging
 import os
-import secrets
 import socket
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,7 +40,7 @@ import purelb
 from purelb.agent import AgentSettings
 from purelb.apiserver import ApiServer, ApiServerConfig, serve_apiserver
 from purelb.apiserver._kubeconfig import write_kubeconfig
-from purelb.apiserver._tls import load_or_make_self_signed
+from purelb.apiserver._tls import load_or_make_self_signed, load_or_make_token
 from purelb.controllers.allocator import AllocatorDaemon, DaemonSettings
 from purelb.controllers.embedded_agent import PLAN_FILE, HostAgent, HostAgentSettings
 from purelb.controllers.embedded_manifests import (
@@ -68,8 +67,6 @@ DB_FILE = "purelb.db"
 KUBECONFIG_FILE = "kubeconfig"
 TOKEN_FILE = "token"
 ENDPOINTS_FILE = "endpoints.json"
-TOKEN_BYTES = 32
-"""Random bytes in the generated bearer token (256 bits)."""
 STATE_DIR_MODE = 0o700
 """The directory holds the token and the CA key: owner only."""
 IN_PROCESS_CLIENT = dataclasses.replace(
@@ -183,21 +180,6 @@ def prepare_state_dir(path: Path) -> Path:
         raise ConfigError(f"state directory {path} is writable by others (mode {mode:o}); "
                           "chmod 700 it", path="state-dir", value=str(path))
     return path
-
-
-def load_or_make_token(path: Path) -> str:
-    """The bearer token kept in ``path`` (0600), generated on first start."""
-    try:
-        token = path.read_text().strip()
-        if token:
-            return token
-    except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
 
 
 @dataclass(frozen=True, slots=True)
