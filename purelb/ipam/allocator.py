@@ -348,14 +348,7 @@ class Allocator:
         key = svc.key
         if not self._is_ours(svc):
             # not ours (any more): forget our state, never write another class's status
-            released, touched = self._release_all(key)
-            self._clear_waiting(key)
-            return Decision(
-                service=key,
-                outcome=Outcome.IGNORED,
-                released=tuple(released),
-                requeue=self._requeue_for(touched, key),
-            )
+            return self._forget(key, Outcome.IGNORED)
         if not svc.is_load_balancer:
             return self._reconcile_not_lb(svc)
         before = dict(self._held.get(key, {}))
@@ -413,11 +406,15 @@ class Allocator:
 
     def release(self, key: ServiceKey) -> Decision:
         """The Service was deleted: free its addresses and requeue who waited for them."""
+        return self._forget(key, Outcome.RELEASED)
+
+    def _forget(self, key: ServiceKey, outcome: Outcome) -> Decision:
+        """Drop every holding and wait of ``key``; requeue Services waiting for what freed."""
         released, touched = self._release_all(key)
         self._clear_waiting(key)
         return Decision(
             service=key,
-            outcome=Outcome.RELEASED,
+            outcome=outcome,
             released=tuple(released),
             requeue=self._requeue_for(touched, key),
         )

@@ -370,13 +370,17 @@ class Pool:
             else:
                 return offset
 
-    def allocate(self, address: str | IPAddress) -> IPAddress:
-        """Allocate exactly ``address``; NotInPool or AddressInUse otherwise."""
-        parsed = parse_address(address)
+    def _locate_or_raise(self, parsed: IPAddress) -> tuple[int, int]:
+        """(range index, offset) of an address in this pool; NotInPool otherwise."""
         where = self._locate(parsed)
         if where is None:
             raise NotInPool(f"{parsed} is not in pool {self._name!r}", address=parsed)
-        index, offset = where
+        return where
+
+    def allocate(self, address: str | IPAddress) -> IPAddress:
+        """Allocate exactly ``address``; NotInPool or AddressInUse otherwise."""
+        parsed = parse_address(address)
+        index, offset = self._locate_or_raise(parsed)
         try:
             self._spaces[index].allocate(offset)
         except fast.OffsetInUse:
@@ -388,10 +392,7 @@ class Pool:
     def release(self, address: str | IPAddress) -> None:
         """Free ``address``; NotInPool or NotAllocated otherwise."""
         parsed = parse_address(address)
-        where = self._locate(parsed)
-        if where is None:
-            raise NotInPool(f"{parsed} is not in pool {self._name!r}", address=parsed)
-        index, offset = where
+        index, offset = self._locate_or_raise(parsed)
         try:
             self._spaces[index].release(offset)
         except fast.NotAllocatedError:
