@@ -64,8 +64,8 @@ from purelb.kube import (
     Reflector,
     ReflectorSettings,
     Resource,
+    micro_time,
 )
-from purelb.kube._events import micro_time
 from purelb.model import Service, ServiceKey, service_key
 from purelb.obs import Health, serve_health_and_metrics
 

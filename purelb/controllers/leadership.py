@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import trio
 
 from purelb.errors import ApiError, ConfigError
+from purelb.kube import micro_time
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,6 @@ class Action(enum.Enum):
     CREATE = "create"  # no Lease exists: create one naming us
     UPDATE = "update"  # renew ours, or take over an expired one
     WAIT = "wait"  # someone else holds a live lease
-
-
-def micro_time(when: datetime) -> str:
-    """Kubernetes MicroTime: RFC 3339 with microseconds, UTC."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Elector:

@@ -69,6 +69,7 @@ from ._events import EventOutcome as EventOutcome
 from ._events import EventRecorder as EventRecorder
 from ._events import EventSettings as EventSettings
 from ._events import EventType as EventType
+from ._events import micro_time as micro_time
 from ._lease import LeaseObject as LeaseObject
 from ._ratelimit import DEFAULT_RATE_LIMIT as DEFAULT_RATE_LIMIT
 from ._ratelimit import RateLimiter as RateLimiter
@@ -167,6 +168,7 @@ __all__ = [
     "load_kubeconfig",
     "make_ssl_context",
     "map_error",
+    "micro_time",
     "object_key",
     "settings_from_args",
     "user_agent",
