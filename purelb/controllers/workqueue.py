@@ -10,6 +10,7 @@ task can observe a half-applied update.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import deque
 from collections.abc import Hashable
@@ -42,7 +43,7 @@ class WorkQueue(Generic[K]):
         self._failures: dict[K, int] = {}
         self._backoff = backoff
         self._rng = rng or random.Random()
-        self._wakeup = trio.Event()
+        self._waiting = trio.lowlevel.ParkingLot()  # workers in get() with nothing to take
         self._shut_down = False
 
     def __len__(self) -> int:
@@ -57,7 +58,7 @@ class WorkQueue(Generic[K]):
         elif key not in self._queued:
             self._queued.add(key)
             self._queue.append(key)
-            self._wake()
+            self._waiting.unpark(count=1)  # one key, one worker
 
     def add_after(self, key: K, delay_s: float) -> None:
         """Add ``key`` once ``delay_s`` seconds have passed."""
@@ -66,7 +67,9 @@ class WorkQueue(Generic[K]):
             return
         self._seq += 1
         heapq.heappush(self._delayed, (trio.current_time() + delay_s, self._seq, key))
-        self._wake()
+        # every waiting worker re-parks with the new earliest deadline, so whichever is
+        # left waiting promotes the key on time (retries are rare: the herd is cheap)
+        self._waiting.unpark_all()
 
     def retry(self, key: K) -> float:
         """Re-add a key whose processing failed, after its per-key backoff; returns the delay."""
@@ -94,12 +97,8 @@ class WorkQueue(Generic[K]):
                 self._queued.discard(key)
                 self._processing.add(key)
                 return key
-            self._wakeup = trio.Event()
-            if self._delayed:
-                with trio.move_on_at(self._delayed[0][0]):
-                    await self._wakeup.wait()
-            else:
-                await self._wakeup.wait()
+            with trio.move_on_at(self._delayed[0][0] if self._delayed else math.inf):
+                await self._waiting.park()
 
     def done(self, key: K) -> None:
         """Processing of ``key`` ended; if it changed meanwhile, queue it again."""
@@ -111,13 +110,10 @@ class WorkQueue(Generic[K]):
     def shut_down(self) -> None:
         """Wake every waiting ``get`` with ``ShutDown``; later adds are ignored."""
         self._shut_down = True
-        self._wake()
+        self._waiting.unpark_all()
 
     def _promote_due(self) -> None:
         now = trio.current_time()
         while self._delayed and self._delayed[0][0] <= now:
             _, _, key = heapq.heappop(self._delayed)
             self.add(key)
-
-    def _wake(self) -> None:
-        self._wakeup.set()

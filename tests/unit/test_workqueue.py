@@ -2,6 +2,7 @@ import random
 
 import pytest
 import trio
+import trio.testing
 
 from purelb.controllers.supervisor import Backoff
 from purelb.controllers.workqueue import ShutDown, WorkQueue
@@ -57,3 +58,60 @@ async def test_shutdown_wakes_waiters():
         nursery.start_soon(waiter)
         await trio.testing.wait_all_tasks_blocked()
         q.shut_down()
+
+
+async def test_every_idle_worker_takes_a_key():
+    """Workers that all went idle on an empty queue must each be woken for a new key.
+
+    (Regression: waiters once shared one replaceable Event, so every worker but the last
+    to wait was orphaned and a 16-worker allocator reconciled one Service at a time.)"""
+    q: WorkQueue[int] = WorkQueue()
+    workers = 8
+    holding = 0
+    most = 0
+    release = trio.Event()
+    all_holding = trio.Event()
+
+    async def worker() -> None:
+        nonlocal holding, most
+        key = await q.get()
+        holding += 1
+        most = max(most, holding)
+        if holding == workers:
+            all_holding.set()
+        await release.wait()
+        q.done(key)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(workers):
+            nursery.start_soon(worker)
+        await trio.testing.wait_all_tasks_blocked()  # all parked on the empty queue
+        for key in range(workers):
+            q.add(key)
+        with trio.move_on_after(5):
+            await all_holding.wait()
+        release.set()
+    assert most == workers
+
+
+async def test_delayed_key_is_promoted_while_other_workers_are_busy(autojump_clock):
+    q: WorkQueue[str] = WorkQueue()
+    got: list[tuple[str, float]] = []
+
+    async def worker() -> None:
+        while True:
+            key = await q.get()
+            got.append((key, trio.current_time()))
+            q.done(key)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(worker)
+        await trio.testing.wait_all_tasks_blocked()
+        q.add_after("later", 2.0)
+        q.add_after("sooner", 1.0)
+        q.add("now")
+        await trio.sleep(3)
+        nursery.cancel_scope.cancel()
+    assert [k for k, _ in got] == ["now", "sooner", "later"]
+    assert [round(t) for _, t in got] == [0, 1, 2]
