@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 import trio
 import yaml
 
+from purelb import fastjson
+
 from . import _discovery as D
 from . import _errors as E
 from ._errors import StatusError
@@ -117,7 +119,7 @@ class _Target(NamedTuple):
 
 def _json(status: int, doc: Any, *, content_type: str = JSON,
           headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(doc, separators=(",", ":")).encode()
+    body = fastjson.dumps(doc)
     return Response(status, body, content_type, headers or {})
 
 
@@ -560,7 +562,7 @@ class KubeApi:
     @staticmethod
     def _parse_json(body: bytes) -> Any:
         try:
-            return json.loads(body)
+            return fastjson.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise E.bad_request(f"the request body is not valid JSON: {exc}") from None
 

@@ -21,13 +21,14 @@ are gone); deleting a CRD deletes its custom resources at once, ignoring their f
 
 from __future__ import annotations
 
-import copy
 import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from purelb import fastjson
 
 from . import _errors as E
 from ._crd import complete_crd, validate_crd
@@ -120,7 +121,7 @@ class Objects:
                 f"the request body must be a JSON object for a {rdef.kind}, "
                 f"got {type(body).__name__}"
             )
-        obj = body if owned else copy.deepcopy(body)
+        obj = body if owned else fastjson.copy_tree(body)
         api_version = obj.get("apiVersion")
         if api_version not in (None, "", rdef.api_version):
             alt = self._other_version(rdef, api_version)
@@ -415,7 +416,7 @@ class Objects:
             raise E.conflict(rdef.plural, name, rdef.group)
         merged = self._merge_update(rdef, old, new, subresource)
         if patch_type == PatchType.APPLY_YAML and managed is not None:
-            merged["metadata"]["managedFields"] = copy.deepcopy(managed)
+            merged["metadata"]["managedFields"] = fastjson.copy_tree(managed)
         return self._write_update(rdef, ns, old, merged, opts, subresource)
 
     @staticmethod
@@ -423,7 +424,7 @@ class Objects:
         rdef: ResourceDef, old: dict[str, Any], new: dict[str, Any], subresource: str
     ) -> dict[str, Any]:
         if subresource == "status":
-            result = copy.deepcopy(old)
+            result = fastjson.copy_tree(old)
             if "status" in new:
                 result["status"] = new["status"]
             else:
@@ -440,7 +441,7 @@ class Objects:
                 meta.pop(f, None)
         if rdef.has_status:
             if "status" in old:
-                result["status"] = copy.deepcopy(old["status"])
+                result["status"] = fastjson.copy_tree(old["status"])
             else:
                 result.pop("status", None)
         return result
@@ -528,7 +529,7 @@ class Objects:
                 "FieldValueInvalid",
                 f"Invalid value: {replicas!r}: must be greater than or equal to 0",
                 "spec.replicas")], "autoscaling")
-        result = copy.deepcopy(old)
+        result = fastjson.copy_tree(old)
         result.setdefault("spec", {})["replicas"] = replicas
         res = self._write_update(rdef, ns, old, result, opts, "")
         return WriteResult(scale_of(res.obj), res.rv)
@@ -572,7 +573,7 @@ class Objects:
         if old["metadata"].get("finalizers") or rdef.storage_key == NAMESPACES_KEY:
             if old["metadata"].get("deletionTimestamp"):
                 return WriteResult(old, None)
-            marked = copy.deepcopy(old)
+            marked = fastjson.copy_tree(old)
             m = marked["metadata"]
             m["deletionTimestamp"] = timestamp(self.clock())
             m["deletionGracePeriodSeconds"] = 0

@@ -15,11 +15,12 @@ elements after the ordered ones instead of interleaving them.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import jsonpatch
 import jsonpointer
+
+from purelb import fastjson
 
 
 class PatchError(ValueError):
@@ -68,7 +69,7 @@ def merge_key(path: tuple[str, ...]) -> str | None:
 def json_merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: maps merge, ``null`` deletes, everything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return fastjson.copy_tree(patch)
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -83,7 +84,7 @@ def json_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, list):
         raise PatchError("a JSON patch must be a list of operations")
     try:
-        return jsonpatch.JsonPatch(patch).apply(copy.deepcopy(target))
+        return jsonpatch.JsonPatch(patch).apply(fastjson.copy_tree(target))
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
         raise PatchError(f"the JSON patch cannot be applied: {exc}") from None
     except (TypeError, KeyError, ValueError) as exc:
@@ -106,7 +107,7 @@ def _merge_map(orig: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...
         return _strip(patch)
     if directive is not None:
         raise PatchError(f"unknown $patch directive {directive!r} at {_fmt(path)}")
-    result = copy.deepcopy(orig)
+    result = fastjson.copy_tree(orig)
     retain = patch.get("$retainKeys")
     if retain is not None:
         if not isinstance(retain, list):
@@ -165,7 +166,7 @@ def _merge_list(orig: Any, patch: list[Any], path: tuple[str, ...]) -> list[Any]
         return [_strip(e) for e in patch]
     if any(e.get("$patch") == "replace" and len(e) == 1 for e in patch):
         return [_strip(e) for e in patch if e.get("$patch") != "replace"]
-    out = copy.deepcopy(current)
+    out = fastjson.copy_tree(current)
     for elem in patch:
         if key not in elem:
             raise PatchError(f"an element of {_fmt(path)} lacks its merge key {key!r}")

@@ -18,10 +18,11 @@ immutable, and node ports are dropped when the type no longer needs them.
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
+
+from purelb import fastjson
 
 from ._errors import Cause, invalid
 
@@ -98,7 +99,7 @@ class ServiceAllocator:
         Raises:
             StatusError: 422 Invalid naming every offending field.
         """
-        obj = copy.deepcopy(svc)
+        obj = fastjson.copy_tree(svc)
         name = obj.get("metadata", {}).get("name", "")
         spec = obj.setdefault("spec", {})
         if not isinstance(spec, dict):

@@ -21,7 +21,6 @@ Design:
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from enum import Enum
 from typing import Any, Protocol
 
 import trio
+
+from purelb import fastjson
 
 from ._errors import StatusError
 
@@ -66,7 +67,7 @@ class Change:
     def obj_json(self) -> bytes:
         """The object as compact JSON, encoded once for the reply, watchers and the disk."""
         if self._obj_json is None:
-            self._obj_json = json.dumps(self.obj, separators=(",", ":")).encode()
+            self._obj_json = fastjson.dumps(self.obj)
         return self._obj_json
 
     def event_json(self) -> bytes:

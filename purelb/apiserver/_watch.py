@@ -19,6 +19,8 @@ from typing import Any
 
 import trio
 
+from purelb import fastjson
+
 from . import _errors as E
 from ._errors import StatusError
 from ._faults import FaultInjector
@@ -70,7 +72,7 @@ class WatchStream:
                                resource_version=obj["metadata"]["resourceVersion"],
                                with_columns=not self._columns_sent)
             self._columns_sent = True
-        return (json.dumps({"type": etype, "object": out}, separators=(",", ":")) + "\n").encode()
+        return fastjson.dumps({"type": etype, "object": out}) + b"\n"
 
     def _classify(self, ch: Change) -> bytes | None:
         simple = (not self.table and self.labels.empty and self.fields.empty

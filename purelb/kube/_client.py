@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import builtins
 import enum
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -33,6 +32,7 @@ import httpx
 import trio
 
 import purelb
+from purelb import fastjson
 from purelb.errors import ConfigError
 
 from ._config import ClusterConfig, TokenSource, make_ssl_context
@@ -504,7 +504,7 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> JSON:
         ctx = RequestContext(verb, path, key)
-        content = None if body is None else json.dumps(body, separators=_COMPACT).encode()
+        content = None if body is None else fastjson.dumps(body)
         headers = {"Content-Type": content_type} if content is not None else {}
         retries = _Retries()
         lean = self._lean if not params else None
@@ -626,7 +626,7 @@ async def _read_error_body(response: httpx.Response, ctx: RequestContext) -> byt
 
 def _decode_json(content: bytes, ctx: RequestContext) -> JSON:
     try:
-        data = json.loads(content)
+        data = fastjson.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedResponse(f"{ctx.describe()}: response of {len(content)} bytes is not JSON",
                                 context=ctx) from exc

@@ -9,8 +9,9 @@ same error mapping as HTTP answers (so an expired resourceVersion becomes ``Gone
 from __future__ import annotations
 
 import enum
-import json
 from typing import Any, NamedTuple
+
+from purelb import fastjson
 
 from ._errors import KubeApiError, MalformedResponse, RequestContext, map_error
 
@@ -71,7 +72,7 @@ class LineSplitter:
 def decode_event(line: bytes, context: RequestContext) -> WatchEvent:
     """Decode one line; raise the mapped error for ``ERROR`` events."""
     try:
-        data = json.loads(line)
+        data = fastjson.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedResponse(
             f"{context.describe()}: watch line of {len(line)} bytes is not JSON", context=context
