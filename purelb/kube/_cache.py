@@ -142,9 +142,11 @@ class Store:
             ) from None
         return [self._objects[k] for k in sorted(index.get(value, ()))]
 
-    def upsert(self, obj: JSON) -> JSON | None:
-        """Insert or replace; return the previous object."""
-        key = object_key(obj)
+    def upsert(self, obj: JSON, *, key: ObjectKey | None = None) -> JSON | None:
+        """Insert or replace; return the previous object. ``key``: the caller's
+        :func:`object_key` of it, if it has one already."""
+        if key is None:
+            key = object_key(obj)
         old = self._objects.get(key)
         if old is not None:
             self._unindex(key, old)

@@ -342,20 +342,20 @@ class Reflector:
                 self._rv = rv
             return
         obj = event.object
-        if self._transform is not None:
-            obj = self._transform(obj)
         try:
-            key = object_key(obj)
+            key = object_key(obj)  # of the plain object: a transformed one may be costlier
         except ValueError as exc:
             # A server bug must not stop the cache: drop the event, say what it was.
             LOGGER.error("event=watch_event_dropped resource=%s type=%s rv=%s reason=%s",
                          self.resource.plural, event.type.value, rv, exc)
             return
+        if self._transform is not None:
+            obj = self._transform(obj)
         if event.type is WatchEventType.DELETED:
             self.store.remove(key)
             change = Change(ChangeKind.DELETED, obj)
         else:
-            old = self.store.upsert(obj)
+            old = self.store.upsert(obj, key=key)
             change = Change(ChangeKind.ADDED if old is None else ChangeKind.MODIFIED, obj)
         if rv:
             self._rv = rv
