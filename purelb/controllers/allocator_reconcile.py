@@ -104,6 +104,22 @@ class BarrierResult:
     conflicts: int
 
 
+@dataclass(slots=True)
+class _OwnWrites:
+    """The resourceVersions one Service's latest reconcile wrote, until the watch echoes them.
+
+    ``through``: the version the decision read and any intermediate one (never the last).
+    A cached copy at one of them predates our own write, whose watch event is on its way:
+    reconciling it would only earn a 409 and a re-read. ``last``: the version our final
+    write produced; its echo is exactly what the allocator decided, so it is not queued
+    (unless a reconcile asked for meanwhile was skipped: then ``last`` is ``None``).
+    Versions are compared for equality only (they are opaque strings to clients).
+    """
+
+    through: frozenset[str]
+    last: str | None
+
+
 def split_key(key: ServiceKey) -> tuple[str, str]:
     namespace, _, name = key.partition("/")
     return namespace, name
@@ -151,14 +167,12 @@ class Reconciler:
         self._now = now
         self._reported_rejections: dict[str, str] = {}
         self.status_dirty = True
-        self._behind: dict[ServiceKey, frozenset[str]] = {}
-        # Per Service, the resourceVersions our last writes went *through* (the one the
-        # decision read and any intermediate one, never the last). A cached copy at one of
-        # them predates our own write, whose watch event is on its way: reconciling it
-        # would only earn a 409 and a re-read. Versions are compared for equality only
-        # (they are opaque strings to clients).
+        self._written: dict[ServiceKey, _OwnWrites] = {}
+        # Per Service whose writes' watch events are still on their way: see _OwnWrites.
         self.skipped_behind = 0
         """Reconciles skipped because the cache had not yet seen our own write."""
+        self.skipped_echoes = 0
+        """Watch events not queued because they only echoed our own writes."""
         self._backfill: deque[ServiceKey] = deque()
         self._listed: dict[ServiceKey, str] = {}
         # resourceVersion of each Service in the barrier's list: a watch event carrying the
@@ -199,10 +213,20 @@ class Reconciler:
         self._backfill.extend(keys)
 
     def changed(self, key: ServiceKey, resource_version: str) -> None:
-        """A watch saw ``key`` change: queue it, unless the barrier read that same version
-        and the key still waits in the backfill (which reconciles it in turn)."""
+        """A watch saw ``key`` change: queue it, unless the event is no news -- the
+        barrier read that same version and the key still waits in the backfill (which
+        reconciles it in turn), or the event echoes our own write (see _OwnWrites)."""
         if self._listed and self._listed.pop(key, None) == resource_version:
             return
+        written = self._written.get(key)
+        if written is not None:
+            if resource_version in written.through:
+                self.skipped_echoes += 1
+                return  # the echo of our final write follows
+            del self._written[key]
+            if resource_version == written.last:
+                self.skipped_echoes += 1
+                return
         self.queue.add(key)
 
     def top_up(self, low_water: int) -> None:
@@ -379,9 +403,11 @@ class Reconciler:
             # Never free an address on the cache's word alone: after a barrier (a fresh
             # list) the cache may still lag behind and lack a Service that exists.
             obj = await self._writer.read_service(namespace, name)
-        behind = self._behind.pop(key, None)
-        if obj is not None and behind is not None and _rv(obj) in behind:
-            self._behind[key] = behind
+        written = self._written.get(key)
+        if obj is not None and written is not None and _rv(obj) in written.through:
+            # Queued for another reason while the cache still lags behind our own write:
+            # the echo of our final write will reconcile it, so it must not be skipped.
+            written.last = None
             self.skipped_behind += 1
             return ReconcileResult.OK
         events: list[Event] = []
@@ -427,7 +453,8 @@ class Reconciler:
             obj = await self._writer.write_ingress(obj, decision.ingress_json())
             passed.append(_rv(obj))
         if len(passed) > 1:
-            self._behind[decision.service] = frozenset(passed[:-1]) - {passed[-1]}
+            self._written[decision.service] = _OwnWrites(
+                through=frozenset(passed[:-1]) - {passed[-1]}, last=passed[-1])
         return obj
 
     def _account(self, decision: Decision, annotations: Mapping[str, str] | None) -> None:

@@ -155,6 +155,56 @@ async def test_a_cache_still_behind_our_own_write_is_skipped_not_rewritten():
     assert len(writer.log) == writes
 
 
+async def _drain(rec: Reconciler) -> list[QueueKey]:
+    keys = []
+    while len(rec.queue):
+        key = await rec.queue.get()
+        rec.queue.done(key)
+        keys.append(key)
+    return keys
+
+
+async def test_the_watch_echoes_of_our_own_writes_are_not_queued():
+    rec, writer, _ = make({"web": service()})
+    await _drain(rec)
+    rec._listed.clear()  # the barrier's versions are no longer news-filters here
+    assert await rec.reconcile(KEY) is ReconcileResult.OK
+    last = int(writer.objects["web"]["metadata"]["resourceVersion"])
+    rec.changed(KEY, str(last - 1))  # the annotation patch's echo
+    rec.changed(KEY, str(last))  # the status write's echo
+    assert await _drain(rec) == [] and rec.skipped_echoes == 2
+    rec.changed(KEY, str(last + 1))  # someone else's edit: news
+    assert await _drain(rec) == [KEY]
+
+
+async def test_a_change_that_is_not_our_echo_is_queued_and_ends_the_echo_filter():
+    rec, writer, _ = make({"web": service()})
+    await _drain(rec)
+    rec._listed.clear()
+    await rec.reconcile(KEY)
+    last = int(writer.objects["web"]["metadata"]["resourceVersion"])
+    rec.changed(KEY, "999")  # e.g. a relist delivered a later version: reconcile it
+    assert await _drain(rec) == [KEY]
+    rec.changed(KEY, str(last))  # the filter is gone: nothing is swallowed twice
+    assert await _drain(rec) == [KEY]
+
+
+async def test_a_reconcile_skipped_behind_our_write_is_owed_to_the_final_echo():
+    """A key queued for another reason while the cache lags is skipped; the echo of our
+    final write must then be reconciled, not filtered, or that request would be lost."""
+    rec, writer, cache = make({"web": service()})
+    await _drain(rec)
+    rec._listed.clear()
+    await rec.reconcile(KEY)
+    last = int(writer.objects["web"]["metadata"]["resourceVersion"])
+    stale = copy.deepcopy(writer.objects["web"])
+    stale["metadata"]["resourceVersion"] = str(last - 1)
+    cache["web"] = stale
+    assert await rec.reconcile(KEY) is ReconcileResult.OK and rec.skipped_behind == 1
+    rec.changed(KEY, str(last))
+    assert await _drain(rec) == [KEY]
+
+
 async def test_a_service_deleted_under_a_write_is_released_for_the_next_one():
     rec, writer, _ = make({"web": service(), "two": service("two")})
     del writer.objects["web"]
