@@ -92,7 +92,8 @@ class _Series:
 
 def micro_time(when: datetime) -> str:
     """Kubernetes MicroTime: RFC 3339 UTC with microseconds."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat pads the year to four digits (glibc's strftime %Y does not)
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def object_reference(obj: dict[str, Any]) -> dict[str, str]:
