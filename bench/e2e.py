@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import signal
 import socket
 import subprocess
@@ -37,12 +38,13 @@ from typing import Any
 import trio
 
 from bench._rawhttp import HEAD_END, RawConnection
+from purelb import fastjson
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "deploy" / "crds"
 NAMESPACE = "bench"
 INSTALL_NS = "purelb-system"
-SCHEMA = 1
+SCHEMA = 2
 
 DEFAULT_SERVICES = 10_000
 """The issue's memory target is stated at 10,000 Services."""
@@ -59,6 +61,10 @@ POOL = "10.128.0.0/14"
 """262,144 addresses: never the bottleneck, and large enough for any --services."""
 TARGETS = {"services_per_s": 1000.0, "p50_ms_at_100_per_s": 20.0, "rss_mb_at_10k": 60.0}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SETTLE_WINDOW_S = 0.1
+SETTLE_IDLE_CPU_S = 0.005
+"""Idle: under 5% of a core over the window (lease renewals, metrics)."""
+SETTLE_TIMEOUT_S = 30.0
 
 
 @dataclass(slots=True)
@@ -80,6 +86,15 @@ class PhaseResult:
     creates_s: float
     """Time the generator spent creating (the API server's share of the phase)."""
     apiserver_cpu_pct: float
+    apiserver_cpu_ms_per_service: float
+    generator_cpu_ms_per_service: float
+    """This load generator's own CPU (creates and the ingress watch) per Service."""
+    total_cpu_ms_per_service: float
+    """All three processes: 2 cores / this = the Services/s this machine could sustain
+    if the work overlapped perfectly (the bound the burst figure is measured against)."""
+    settle_s: float
+    """After the last ingress, how long until the allocator went idle (Events and watch
+    echoes still being handled); its CPU is counted in the phase."""
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
 
@@ -208,7 +223,7 @@ class _Ingress:
     def feed(self, line: bytes) -> None:
         if b'"ingress"' not in line:
             return
-        obj = json.loads(line)["object"]
+        obj = fastjson.loads(line)["object"]
         name = obj["metadata"]["name"]
         if name in self.seen or not ((obj.get("status") or {}).get("loadBalancer") or {}).get(
                 "ingress"):
@@ -289,23 +304,63 @@ async def _paced(port: int, names: list[str], rate: float, created: dict[str, fl
             await _create(conn, port, name, created)
 
 
+@dataclass(slots=True)
+class _CpuMark:
+    """CPU seconds of the allocator, the API server and this process at one moment."""
+
+    allocator: float
+    apiserver: float
+    generator: float
+
+    @classmethod
+    def take(cls, alloc: trio.Process, api: trio.Process) -> _CpuMark:
+        return cls(_cpu_s(alloc.pid), _cpu_s(api.pid), _own_cpu_s())
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _settle(alloc: trio.Process) -> float:
+    """Wait until the allocator's CPU stops moving (it finished the phase's tail work)."""
+    began = trio.current_time()
+    with trio.move_on_after(SETTLE_TIMEOUT_S):
+        last = _cpu_s(alloc.pid)
+        while True:
+            await trio.sleep(SETTLE_WINDOW_S)
+            now = _cpu_s(alloc.pid)
+            if now - last <= SETTLE_IDLE_CPU_S:
+                break
+            last = now
+    return max(0.0, trio.current_time() - began - SETTLE_WINDOW_S)
+
+
 def _phase(name: str, names: list[str], created: dict[str, float], ingress: _Ingress,
-           cpu0: float, cpu1: float, rss_mb: float, creates_s: float, api_cpu_s: float
-           ) -> PhaseResult:
+           before: _CpuMark, after: _CpuMark, rss_mb: float, creates_s: float,
+           settle_s: float) -> PhaseResult:
     latencies = sorted((ingress.seen[n] - created[n]) * 1000 for n in names)
     first = min(created[n] for n in names)
     last = max(ingress.seen[n] for n in names)
     seconds = last - first
+    n = len(names)
+    alloc_cpu = after.allocator - before.allocator
+    api_cpu = after.apiserver - before.apiserver
+    gen_cpu = after.generator - before.generator
     return PhaseResult(
         name=name, services=len(names), seconds=round(seconds, 3),
         services_per_s=round(len(names) / seconds, 1) if seconds > 0 else 0.0,
         p50_ms=round(_percentile(latencies, 50), 2), p90_ms=round(_percentile(latencies, 90), 2),
         p99_ms=round(_percentile(latencies, 99), 2), max_ms=round(latencies[-1], 2),
-        allocator_cpu_s=round(cpu1 - cpu0, 3),
-        allocator_cpu_pct=round(100 * (cpu1 - cpu0) / seconds, 1) if seconds > 0 else 0.0,
-        allocator_cpu_ms_per_service=round(1000 * (cpu1 - cpu0) / len(names), 3),
+        allocator_cpu_s=round(alloc_cpu, 3),
+        allocator_cpu_pct=round(100 * alloc_cpu / seconds, 1) if seconds > 0 else 0.0,
+        allocator_cpu_ms_per_service=round(1000 * alloc_cpu / n, 3),
         allocator_rss_mb=round(rss_mb, 1), creates_s=round(creates_s, 3),
-        apiserver_cpu_pct=round(100 * api_cpu_s / seconds, 1) if seconds > 0 else 0.0,
+        apiserver_cpu_pct=round(100 * api_cpu / seconds, 1) if seconds > 0 else 0.0,
+        apiserver_cpu_ms_per_service=round(1000 * api_cpu / n, 3),
+        generator_cpu_ms_per_service=round(1000 * gen_cpu / n, 3),
+        total_cpu_ms_per_service=round(1000 * (alloc_cpu + api_cpu + gen_cpu) / n, 3),
+        settle_s=round(settle_s, 3),
         latencies_ms=[round(x, 3) for x in latencies])
 
 
@@ -342,21 +397,23 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                 async with trio.open_nursery() as watchers:
                     await watchers.start(_watch, port, rv, ingress)
                     burst_names = [f"burst-{i}" for i in range(burst_n)]
-                    cpu0, api0, t0 = _cpu_s(alloc.pid), _cpu_s(api.pid), trio.current_time()
+                    before, t0 = _CpuMark.take(alloc, api), trio.current_time()
                     await _burst(port, burst_names, args.clients, created)
                     creates_s = trio.current_time() - t0
                     await ingress.wait_for(burst_names)
-                    burst = _phase("burst", burst_names, created, ingress, cpu0,
-                                   _cpu_s(alloc.pid), _rss_mb(alloc.pid), creates_s,
-                                   _cpu_s(api.pid) - api0)
+                    settle_s = await _settle(alloc)  # the paced phase starts from quiet
+                    burst = _phase("burst", burst_names, created, ingress, before,
+                                   _CpuMark.take(alloc, api), _rss_mb(alloc.pid), creates_s,
+                                   settle_s)
                     paced_names = [f"paced-{i}" for i in range(paced_n)]
-                    cpu0, api0, t0 = _cpu_s(alloc.pid), _cpu_s(api.pid), trio.current_time()
+                    before, t0 = _CpuMark.take(alloc, api), trio.current_time()
                     await _paced(port, paced_names, args.rate, created)
                     creates_s = trio.current_time() - t0
                     await ingress.wait_for(paced_names)
-                    paced = _phase("paced", paced_names, created, ingress, cpu0,
-                                   _cpu_s(alloc.pid), _rss_mb(alloc.pid), creates_s,
-                                   _cpu_s(api.pid) - api0)
+                    settle_s = await _settle(alloc)
+                    paced = _phase("paced", paced_names, created, ingress, before,
+                                   _CpuMark.take(alloc, api), _rss_mb(alloc.pid), creates_s,
+                                   settle_s)
                     # restart with every Service in place: the startup barrier's cost
                     await _stop(alloc)
                     alloc = await _start_allocator(kubeconfig, metrics_port)
@@ -409,6 +466,18 @@ def _print(report: dict[str, Any]) -> None:
               f"{p['allocator_cpu_pct']:>9.1f}% {p['allocator_rss_mb']:>7.1f} "
               f"{p['apiserver_cpu_pct']:>7.1f}% {p['creates_s']:>9.2f} "
               f"{p['allocator_cpu_ms_per_service']:>12.2f}")
+    cpus = report["machine"]["cpus"] or 1
+    print("CPU ms per Service (allocator + API server + this generator = total; "
+          f"{cpus} cores / total = the rate this machine can sustain):")
+    for p in report["phases"]:
+        total = p["total_cpu_ms_per_service"]
+        bound = 1000 * cpus / total if total > 0 else 0.0
+        print(f"  {p['name']:8} {p['allocator_cpu_ms_per_service']:.3f} + "
+              f"{p['apiserver_cpu_ms_per_service']:.3f} + "
+              f"{p['generator_cpu_ms_per_service']:.3f} = {total:.3f} ms -> "
+              f"{bound:,.0f} Services/s; allocator alone: "
+              f"{1000 / max(p['allocator_cpu_ms_per_service'], 1e-9):,.0f} Services/s per core;"
+              f" allocator idle {p['settle_s']:.2f} s after the last ingress")
     s = report["startup"]
     print(f"startup: ready in {s['first_start_ready_s']:.2f} s (empty); restart with "
           f"{s['restart_services']} Services ready in {s['restart_ready_s']:.2f} s, first new "
