@@ -163,3 +163,87 @@ async def test_kube_client_over_the_lean_pool_obeys_retry_after_and_maps_errors(
         assert len(seen) == 3  # the 429 was retried once, on the same connection
         assert b"authorization: bearer t0k" in seen[0].lower()
         nursery.cancel_scope.cancel()
+
+
+async def test_an_interim_100_continue_is_skipped() -> None:
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, lambda n: b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+        pool = _pool(port)
+        for _ in range(2):
+            response = await pool.request("POST", "/x", [], b"{}")
+            assert (response.status_code, response.content) == (200, b"{}")
+        assert pool.connections_opened == 1
+        await pool.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_body_delimited_by_close_is_read_and_the_connection_not_reused() -> None:
+    old_style = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"a\":1}"
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            await _read_request(stream)
+            await stream.send_all(old_style)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        pool = _pool(listeners[0].socket.getsockname()[1])
+        for _ in range(2):
+            response = await pool.request("GET", "/x", [], None)
+            assert response.content == b'{"a":1}'
+        assert pool.connections_opened == 2
+        await pool.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_bytes_after_the_answer_mean_the_connection_is_not_reused() -> None:
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, lambda n: OK + b"HTTP/1.1 200 OK\r\n" if n == 1 else OK)
+        pool = _pool(port)
+        assert (await pool.request("GET", "/x", [], None)).content == b"{}"
+        assert (await pool.request("GET", "/x", [], None)).content == b"{}"
+        assert pool.connections_opened == 2
+        await pool.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("reply", [
+    b"SMTP ready\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",  # cut short by the close
+    b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+])
+async def test_a_malformed_answer_is_a_lean_error(reply: bytes) -> None:
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, lambda n: reply if n == 1 else None)
+        pool = _pool(port)
+        with pytest.raises(LeanError):
+            await pool.request("GET", "/x", [], None)
+        await pool.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_oversized_body_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from purelb.kube import _lean
+
+    monkeypatch.setattr(_lean, "MAX_BODY_BYTES", 10)
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n" + b"x" * 20
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, lambda n: big)
+        pool = _pool(port)
+        with pytest.raises(LeanError, match="exceeds 10 bytes"):
+            await pool.request("GET", "/x", [], None)
+        await pool.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(("path", "headers"), [
+    ("/a b", []),
+    ("/x", [("X-Token", "a\r\nInjected: 1")]),
+    ("/x", [("Bad Name", "v")]),
+    ("/x", [("X-Token", "\u2603")]),
+])
+async def test_a_request_that_would_break_the_framing_is_refused(
+        path: str, headers: list[tuple[str, str]]) -> None:
+    pool = _pool(1)
+    with pytest.raises(LeanError, match="cannot form the request"):
+        await pool.request("GET", path, headers, None)
