@@ -56,6 +56,7 @@ from purelb.kube import (
     SERVICE_GROUPS,
     SERVICES,
     Change,
+    ChangeKind,
     EventRecorder,
     EventSettings,
     KubeClient,
@@ -421,7 +422,8 @@ class AllocatorDaemon:
         if self._term is not None:
             obj = unpack(change.obj) or {}  # decode a packed entry once
             meta = obj.get("metadata") or {}
-            self._term.reconciler.changed(_key(obj), str(meta.get("resourceVersion", "")))
+            self._term.reconciler.changed(_key(obj), str(meta.get("resourceVersion", "")),
+                                          deleted=change.kind is ChangeKind.DELETED)
 
     def _on_group_change(self, change: Change) -> None:
         if self._term is not None:

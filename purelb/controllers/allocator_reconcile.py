@@ -212,10 +212,19 @@ class Reconciler:
         """Reconcile ``keys`` eventually, after whatever the watches queue meanwhile."""
         self._backfill.extend(keys)
 
-    def changed(self, key: ServiceKey, resource_version: str) -> None:
+    def changed(self, key: ServiceKey, resource_version: str, *, deleted: bool = False) -> None:
         """A watch saw ``key`` change: queue it, unless the event is no news -- the
         barrier read that same version and the key still waits in the backfill (which
-        reconciles it in turn), or the event echoes our own write (see _OwnWrites)."""
+        reconciles it in turn), or the event echoes our own write (see _OwnWrites).
+
+        A deletion is always news: after a relist it carries the last version the cache
+        knew, which may well be the one our own write produced.
+        """
+        if deleted:
+            self._listed.pop(key, None)
+            self._written.pop(key, None)
+            self.queue.add(key)
+            return
         if self._listed and self._listed.pop(key, None) == resource_version:
             return
         written = self._written.get(key)

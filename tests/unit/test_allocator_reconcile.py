@@ -189,6 +189,21 @@ async def test_a_change_that_is_not_our_echo_is_queued_and_ends_the_echo_filter(
     assert await _drain(rec) == [KEY]
 
 
+async def test_a_deletion_is_news_even_at_the_version_our_write_produced():
+    """After a relist, a deletion carries the last version the cache knew: often the one
+    our own status write produced. It must still be queued (and release the address)."""
+    rec, writer, cache = make({"web": service()})
+    await _drain(rec)
+    rec._listed.clear()
+    await rec.reconcile(KEY)
+    last = writer.objects["web"]["metadata"]["resourceVersion"]
+    del writer.objects["web"], cache["web"]
+    rec.changed(KEY, last, deleted=True)
+    assert await _drain(rec) == [KEY]
+    assert await rec.reconcile(KEY) is ReconcileResult.GONE
+    assert dict(rec.allocator.holdings(KEY)) == {}
+
+
 async def test_a_reconcile_skipped_behind_our_write_is_owed_to_the_final_echo():
     """A key queued for another reason while the cache lags is skipped; the echo of our
     final write must then be reconciled, not filtered, or that request would be lost."""
