@@ -271,7 +271,7 @@ async def test_a_large_head_under_the_limit_is_accepted_after_a_pipelined_body()
     app = App()
     async with serving(app) as port, connect(port) as c:
         # One send: a request with a big body, then most of a big head; the rest follows.
-        second = get("/b", "X-Big: " + "h" * (MAX_HEADER_BYTES - 600))
+        second = get("/b", "X-Big: " + "h" * (MAX_HEADER_BYTES - 100))
         await c.send(post("/a", b"x" * MAX_BODY) + second[:-500])
         await trio.sleep(0.05)
         await c.send(second[-500:])
@@ -287,8 +287,9 @@ async def test_a_large_head_under_the_limit_is_accepted_after_a_pipelined_body()
     b"GET / HTTP/1.1\r\n\r\n",
     b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    b"GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n",
 ], ids=["request-line", "header-name", "two-lengths", "version", "no-host", "h2-preface",
-        "tls-hello"])
+        "tls-hello", "unsplittable-target"])
 async def test_a_malformed_request_is_400_and_closes(garbage: bytes) -> None:
     app = App()
     async with serving(app) as port, connect(port) as c:
@@ -337,6 +338,20 @@ async def test_a_stream_is_chunked_and_a_request_sent_during_it_is_served_after(
         assert stream_reply.headers["transfer-encoding"] == "chunked"
         assert stream_reply.body == b'{"n":1}\n{"n":2}\n'
         assert after.json()["path"] == "/after"
+
+
+async def test_more_pipelined_bytes_than_are_kept_during_a_stream_are_all_served() -> None:
+    app = App()
+    async with serving(app) as port, connect(port) as c:
+        await c.send(get("/watch"))
+        with trio.fail_after(STEP_S):
+            await app.stream_started.wait()
+        many = [get(f"/p{i}") for i in range(3000)]  # ~90 KB: over what a stream keeps
+        assert len(b"".join(many)) > MAX_HEADER_BYTES + MAX_BODY
+        await c.send(b"".join(many))
+        app.finish.set()
+        replies = await c.receive(1 + len(many))
+        assert [r.json()["path"] for r in replies[1:]] == [f"/p{i}" for i in range(3000)]
 
 
 async def test_a_request_pipelined_behind_a_stream_in_one_send_is_served_after() -> None:
