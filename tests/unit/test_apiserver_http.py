@@ -374,6 +374,18 @@ async def test_http_1_0_closes_after_one_reply() -> None:
         assert raw.count(b"HTTP/1.1") == 1
 
 
+async def test_an_http_1_0_stream_is_unframed_and_ends_with_the_close() -> None:
+    app = App()
+    async with serving(app) as port, connect(port) as c:
+        await c.send(get("/watch", "Connection: keep-alive", version="1.0"))
+        with trio.fail_after(STEP_S):
+            await app.stream_started.wait()
+        app.finish.set()
+        head, _, body = (await c.raw()).partition(b"\r\n\r\n")
+        assert b"Transfer-Encoding" not in head and b"\r\nConnection: close" in head
+        assert body == b'{"n":1}\n{"n":2}\n'
+
+
 async def test_http_1_0_keeps_alive_when_asked() -> None:
     app = App()
     async with serving(app) as port, connect(port) as c:
