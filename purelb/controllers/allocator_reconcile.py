@@ -381,6 +381,11 @@ class Reconciler:
         alloc = self.allocator
         written = 0
         for obj, view in group_views(self._groups(), alloc.groups, alloc.rejected, alloc.stats()):
+            if view.name not in alloc.groups and view.rejected is None:
+                # In the cache but not evaluated yet (its CONFIG marker is queued): writing
+                # "not accepted" now would flash a false condition; apply_config marks the
+                # status dirty once it has judged the group.
+                continue
             desired = desired_status(view)
             condition = self._netbox_condition(view.name, view.generation)
             if condition is not None and "conditions" in desired:

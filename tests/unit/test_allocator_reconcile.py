@@ -312,3 +312,21 @@ async def test_a_key_reconciled_from_a_lagging_cache_is_queued_again_by_its_watc
     before = len(rec.queue)
     rec.changed(KEY, "1")  # the cache now sees the version the barrier read
     assert len(rec.queue) == before + 1
+
+
+async def test_a_group_not_yet_judged_gets_no_status_until_its_config_is_applied():
+    """A ServiceGroup the cache has but apply_config has not judged yet must not flash a
+    false 'not accepted' condition; once judged, its real reason is written."""
+    rec, writer, _ = make({"web": service()})
+    default = copy.deepcopy(GROUP)
+    default["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    bad = copy.deepcopy(default)
+    bad["metadata"].update(name="bad", creationTimestamp="2026-01-02T00:00:00Z")
+    bad["spec"]["local"]["v4pool"]["pool"] = "10.0.0.2/31"  # overlaps the older default
+    rec._groups = lambda: [default, bad]
+    rec.status_dirty = True
+    await rec.flush_group_status()
+    assert "bad" not in writer.group_status
+    await rec.apply_config()
+    await rec.flush_group_status()
+    assert writer.group_status["bad"]["conditions"][0]["reason"] == "Overlap"
