@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from purelb.errors import AllocationError, ConfigError
-from purelb.ipam._book import AddressBook, HeldAddress, Refusal, sort_key
+from purelb.ipam._book import AddressBook, HeldAddress, Holding, Refusal, sort_key
 from purelb.ipam._families import families_for, family_order
 from purelb.ipam.decision import (
     RETRY_ON_FREE,
@@ -141,7 +141,7 @@ class Allocator:
         self._sources: dict[str, AddressSource] = {}
         self._index = AddressIndex(())
         self._book = AddressBook()
-        self._held: dict[ServiceKey, dict[int, IPAddress]] = {}
+        self._held: dict[ServiceKey, Holding] = {}
         self._waiting: dict[ServiceKey, str | None] = {}
         self._waiting_by_group: dict[str | None, set[ServiceKey]] = {}
         self._invalid: set[ServiceKey] = set()
@@ -269,7 +269,7 @@ class Allocator:
                 continue
             key = svc.key
             sharing_key = self._sharing_key(svc)
-            ports = frozenset(svc.ports)
+            ports = self._book.port_set(svc.ports)
             failed = False
             for text in svc.ingress:
                 try:
@@ -337,7 +337,7 @@ class Allocator:
                     ) from None
             address = self._book.add(ip, group, sharing_key)
         self._book.attach(key, address, ports)
-        self._held.setdefault(key, {})[ip.version] = ip
+        self._held.setdefault(key, Holding())[ip.version] = ip
 
     # ------------------------------------------------------------------ reconcile
 
@@ -369,7 +369,7 @@ class Allocator:
         """
         key = svc.key
         sharing_key = self._sharing_key(svc)
-        ports = frozenset(svc.ports)
+        ports = self._book.port_set(svc.ports)
         held = self._held.get(key, {})
         released: list[Released] = []
         touched: set[str | None] = set()
@@ -540,8 +540,8 @@ class Allocator:
     ) -> Decision:
         key = svc.key
         sharing_key = self._sharing_key(svc)
-        ports = frozenset(svc.ports)
-        held = self._held.setdefault(key, {})
+        ports = self._book.port_set(svc.ports)
+        held = self._held.setdefault(key, Holding())
 
         # Phase A (kept even if B fails): drop families no longer wanted.
         dropped = [ip for family, ip in sorted(held.items()) if family not in plan.wanted]
