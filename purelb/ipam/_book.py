@@ -9,7 +9,7 @@ allocator takes addresses from sources and records them here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 
 from purelb.ipam.decision import Failure, FailureReason
 from purelb.model import IPAddress, ServiceKey, ServicePort
@@ -89,61 +89,87 @@ class Holding(MutableMapping[int, IPAddress]):
 class HeldAddress:
     """One held address (mutable; owned by the book).
 
-    ``holders`` maps each holding Service to its (protocol, port)s. Holders' port sets
-    are disjoint (:meth:`AddressBook.check_join`), so "who serves port P" is a function of
-    ``holders``; the reverse map that answers it in O(1) exists only while two or more
-    Services share the address (most addresses have one holder: a dict each would cost
-    ~0.2 KB per Service for nothing).
+    :attr:`holders` maps each holding Service to its (protocol, port)s. Holders' port
+    sets are disjoint (:meth:`AddressBook.check_join`), so "who serves port P" is a
+    function of the holders. Most addresses have one holder: it lives in two slots, and
+    the holder dict and the port -> holder map (O(1) port checks) exist only while two or
+    more Services share the address -- ~0.4 KB less per Service.
     """
 
-    __slots__ = ("_ports", "group", "holders", "ip", "key")
+    __slots__ = ("_many", "_one", "_one_ports", "_ports", "group", "ip", "key")
 
     def __init__(self, ip: IPAddress, group: str | None, key: str) -> None:
         self.ip = ip
         self.group = group
         self.key = key
-        self.holders: dict[ServiceKey, frozenset[ServicePort]] = {}
+        self._one: ServiceKey | None = None
+        self._one_ports: frozenset[ServicePort] = frozenset()
+        self._many: dict[ServiceKey, frozenset[ServicePort]] | None = None
         self._ports: dict[ServicePort, ServiceKey] | None = None
 
+    @property
+    def holders(self) -> Mapping[ServiceKey, frozenset[ServicePort]]:
+        """Holder -> its (protocol, port)s; read-only (change it through the book)."""
+        if self._many is not None:
+            return self._many
+        return {self._one: self._one_ports} if self._one is not None else {}
+
     def others(self, service: ServiceKey) -> list[ServiceKey]:
-        return [h for h in self.holders if h != service]
+        if self._many is not None:
+            return [h for h in self._many if h != service]
+        return [self._one] if self._one is not None and self._one != service else []
 
     def port_holder(self, port: ServicePort) -> ServiceKey | None:
         """The Service serving ``port`` on this address, if any."""
         if self._ports is not None:
             return self._ports.get(port)
-        for holder, ports in self.holders.items():  # at most one holder
-            if port in ports:
-                return holder
-        return None
+        return self._one if port in self._one_ports else None
 
     def add_holder(self, service: ServiceKey, ports: frozenset[ServicePort]) -> None:
-        self.holders[service] = ports
-        if self._ports is not None:
-            for port in ports:
-                self._ports[port] = service
-        elif len(self.holders) > 1:  # now shared: build the reverse map
-            self._ports = {p: h for h, held in self.holders.items() for p in held}
+        if self._many is None and self._one in (None, service):
+            self._one, self._one_ports = service, ports
+            return
+        if self._many is None:  # now shared: a holder dict and the reverse map
+            assert self._one is not None
+            self._many = {self._one: self._one_ports}
+            self._ports = dict.fromkeys(self._one_ports, self._one)
+            self._one, self._one_ports = None, frozenset()
+        assert self._ports is not None
+        self._many[service] = ports
+        for port in ports:
+            self._ports[port] = service
 
     def set_ports(self, service: ServiceKey, ports: frozenset[ServicePort]) -> None:
         """A holder's new (protocol, port)s (disjoint from the others': checked)."""
-        old = self.holders[service]
-        self.holders[service] = ports
-        if self._ports is not None:
-            for port in old - ports:
-                if self._ports.get(port) == service:
-                    del self._ports[port]
-            for port in ports:
-                self._ports[port] = service
+        if self._many is None:
+            if self._one != service:
+                raise KeyError(service)
+            self._one_ports = ports
+            return
+        assert self._ports is not None
+        old = self._many[service]
+        self._many[service] = ports
+        for port in old - ports:
+            if self._ports.get(port) == service:
+                del self._ports[port]
+        for port in ports:
+            self._ports[port] = service
 
     def remove_holder(self, service: ServiceKey) -> None:
-        ports = self.holders.pop(service)
-        if len(self.holders) < 2:
-            self._ports = None  # a sole holder's ports are its holders entry
-        elif self._ports is not None:
-            for port in ports:
-                if self._ports.get(port) == service:
-                    del self._ports[port]
+        if self._many is None:
+            if self._one != service:
+                raise KeyError(service)
+            self._one, self._one_ports = None, frozenset()
+            return
+        assert self._ports is not None
+        ports = self._many.pop(service)
+        if len(self._many) == 1:  # a sole holder again: back to the slots
+            ((self._one, self._one_ports),) = self._many.items()
+            self._many = self._ports = None
+            return
+        for port in ports:
+            if self._ports.get(port) == service:
+                del self._ports[port]
 
     def __repr__(self) -> str:
         holders = sorted(self.holders)
