@@ -24,7 +24,6 @@ import binascii
 import enum
 import logging
 import math
-import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -493,57 +492,33 @@ class Reconciler:
 _META_KEPT = ("name", "namespace", "uid", "resourceVersion", "annotations")
 _SPEC_KEPT = ("type", "loadBalancerClass", "clusterIP", "clusterIPs", "ipFamilyPolicy",
               "externalTrafficPolicy", "allocateLoadBalancerNodePorts", "loadBalancerIP")
-#: strings up to this long are interned in the cache: annotation keys (63 + prefix) and
-#: values such as group names; longer values are rarely shared
-_INTERN_MAX_CHARS = 80
 
 
 def slim_service(obj: JSON) -> JSON:
     """The part of a Service the allocator reads: what its watch cache keeps.
 
     A Service from the API carries selectors, node ports, labels and managedFields the
-    allocator never looks at; caching only this, with the strings every Service repeats
-    (namespace, annotation keys and values, enum-like spec values) interned, keeps 10,000
-    Services in a few MB. A field added to ``parse_service`` must be added here too (a
-    unit test compares them).
+    allocator never looks at; the cache keeps only this, serialized at once
+    (:mod:`~purelb.controllers.allocator_cache`), so nothing here is worth interning. A
+    field added to ``parse_service`` must be added here too (a unit test compares them).
     """
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
-    out_meta: JSON = {k: meta[k] for k in _META_KEPT if k in meta and k != "annotations"}
-    if isinstance(out_meta.get("namespace"), str):
-        out_meta["namespace"] = sys.intern(out_meta["namespace"])
-    annotations = meta.get("annotations")
-    if isinstance(annotations, dict):
-        out_meta["annotations"] = {_intern(k): _intern(v) for k, v in annotations.items()}
-    elif annotations is not None:
-        out_meta["annotations"] = annotations  # malformed: keep it so parsing reports it
-    out_spec: JSON = {k: _intern(spec[k]) for k in _SPEC_KEPT if k in spec}
-    families = spec.get("ipFamilies")
-    if isinstance(families, list):
-        out_spec["ipFamilies"] = [_intern(f) for f in families]
+    out_meta: JSON = {k: meta[k] for k in _META_KEPT if k in meta}
+    out_spec: JSON = {k: spec[k] for k in _SPEC_KEPT if k in spec}
+    if isinstance(spec.get("ipFamilies"), list):
+        out_spec["ipFamilies"] = spec["ipFamilies"]
     ports = spec.get("ports")
     if isinstance(ports, list):
-        out_spec["ports"] = [{k: _intern(p[k]) for k in ("protocol", "port") if k in p}
+        out_spec["ports"] = [{k: p[k] for k in ("protocol", "port") if k in p}
                              if isinstance(p, dict) else p for p in ports]
     elif ports is not None:
         out_spec["ports"] = ports  # malformed: keep it so parsing reports it
     out: JSON = {"metadata": out_meta, "spec": out_spec}
     status = obj.get("status")
     if isinstance(status, dict) and "loadBalancer" in status:
-        lb = status["loadBalancer"]
-        ingress = lb.get("ingress") if isinstance(lb, dict) else None
-        if isinstance(ingress, list):
-            lb = {"ingress": [{k: _intern(v) for k, v in e.items()} if isinstance(e, dict) else e
-                              for e in ingress]}
-        out["status"] = {"loadBalancer": lb}
+        out["status"] = {"loadBalancer": status["loadBalancer"]}
     return out
-
-
-def _intern(value: Any) -> Any:
-    """Share a short string with every other Service that has it (keys, enums, groups)."""
-    if isinstance(value, str) and len(value) <= _INTERN_MAX_CHARS:
-        return sys.intern(value)
-    return value
 
 
 def parse_services(objs: Iterable[JSON]) -> list[Service]:

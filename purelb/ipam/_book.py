@@ -9,7 +9,7 @@ allocator takes addresses from sources and records them here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from purelb.ipam.decision import Failure, FailureReason
 from purelb.model import IPAddress, ServiceKey, ServicePort
@@ -39,10 +39,10 @@ def sort_key(ip: IPAddress) -> tuple[int, int]:
     return (ip.version, int(ip))
 
 
-class Holding(MutableMapping[int, IPAddress]):
-    """Family -> address one Service holds: a dict of at most two entries, in two slots.
-
-    One per Service, so its size counts: ~50 bytes against ~220 for a one-entry dict.
+class Holding:
+    """Family -> address one Service holds: the dict operations the allocator uses, over
+    two slots. One per Service, so its size counts: ~50 bytes against ~220 for a
+    one-entry dict. ``dict(holding)`` gives a plain copy.
     """
 
     __slots__ = ("_v4", "_v6")
@@ -51,8 +51,12 @@ class Holding(MutableMapping[int, IPAddress]):
         self._v4: IPAddress | None = None
         self._v6: IPAddress | None = None
 
-    def __getitem__(self, family: int) -> IPAddress:
+    def get(self, family: int, default: IPAddress | None = None) -> IPAddress | None:
         ip = self._v4 if family == 4 else self._v6 if family == 6 else None
+        return default if ip is None else ip
+
+    def __getitem__(self, family: int) -> IPAddress:
+        ip = self.get(family)
         if ip is None:
             raise KeyError(family)
         return ip
@@ -73,17 +77,40 @@ class Holding(MutableMapping[int, IPAddress]):
         else:
             raise KeyError(family)
 
-    def __iter__(self) -> Iterator[int]:
-        if self._v4 is not None:
-            yield 4
+    def __contains__(self, family: object) -> bool:
+        return (family == 4 and self._v4 is not None) or (family == 6 and self._v6 is not None)
+
+    def items(self) -> list[tuple[int, IPAddress]]:
+        """(family, address) pairs, IPv4 first."""
+        out = [] if self._v4 is None else [(4, self._v4)]
         if self._v6 is not None:
-            yield 6
+            out.append((6, self._v6))
+        return out
+
+    def keys(self) -> list[int]:
+        return [family for family, _ in self.items()]
+
+    def values(self) -> list[IPAddress]:
+        return [ip for _, ip in self.items()]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.keys())
 
     def __len__(self) -> int:
         return (self._v4 is not None) + (self._v6 is not None)
 
+    def __bool__(self) -> bool:
+        return self._v4 is not None or self._v6 is not None
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Holding | dict):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dict
+
     def __repr__(self) -> str:
-        return f"Holding({dict(self)})"
+        return f"Holding({dict(self.items())})"
 
 
 class HeldAddress:
@@ -113,6 +140,14 @@ class HeldAddress:
         if self._many is not None:
             return self._many
         return {self._one: self._one_ports} if self._one is not None else {}
+
+    def ports_of(self, service: ServiceKey) -> frozenset[ServicePort]:
+        """A holder's (protocol, port)s; ``KeyError`` if it holds no part of the address."""
+        if self._many is not None:
+            return self._many[service]
+        if self._one is None or self._one != service:
+            raise KeyError(service)
+        return self._one_ports
 
     def others(self, service: ServiceKey) -> list[ServiceKey]:
         if self._many is not None:
@@ -341,7 +376,7 @@ class AddressBook:
         Returns whether something became free (a port, or the old key's binding): then
         Services waiting on this group may now succeed.
         """
-        freed = bool(address.holders[service] - ports)
+        freed = bool(address.ports_of(service) - ports)
         address.set_ports(service, ports)
         if sharing_key != address.key:
             # legal only for a sole holder: re-key the address and its binding
