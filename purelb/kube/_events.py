@@ -101,7 +101,8 @@ def _series_key(*parts: str) -> bytes:
     """A short fixed-size key for an event's identity (regarding, type, reason, action,
     note). The table holds up to ``max_tracked`` of them; the parts themselves (a uid
     and a ~100-character note) would cost ~0.3 KB per entry instead of ~50 bytes."""
-    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=_SERIES_KEY_BYTES).digest()
+    text = repr(parts).encode()  # unambiguous: no two tuples of strings share a repr
+    return hashlib.blake2b(text, digest_size=_SERIES_KEY_BYTES).digest()
 
 
 def micro_time(when: datetime) -> str:
