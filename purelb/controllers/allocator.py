@@ -45,6 +45,7 @@ from purelb.controllers.allocator_reconcile import (
     parse_services,
 )
 from purelb.controllers.allocator_writer import KubeWriter, NotLeader
+from purelb.controllers.heap import trim_heap
 from purelb.controllers.leadership import Elector, LeaseTimings, run_election
 from purelb.controllers.supervisor import Backoff, supervise
 from purelb.controllers.workqueue import RETRY_BACKOFF, WorkQueue
@@ -304,6 +305,7 @@ class AllocatorDaemon:
                         barrier.services, barrier.imported, barrier.conflicts,
                         trio.current_time() - began)
             del groups, listed  # the caches serve reads from here on
+            trim_heap()  # the barrier's pages were freed at once: give the memory back
             with trio.move_on_after(NETBOX_SYNC_BUDGET_S) as budget:
                 await reconciler.netbox_start()
             if budget.cancelled_caught:
