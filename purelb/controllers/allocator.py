@@ -41,9 +41,11 @@ from purelb.controllers.allocator_reconcile import (
     QueueKey,
     Reconciler,
     ReconcileResult,
+    ServiceListing,
     parse_services,
 )
 from purelb.controllers.allocator_writer import KubeWriter, NotLeader
+from purelb.controllers.heap import trim_heap
 from purelb.controllers.leadership import Elector, LeaseTimings, run_election
 from purelb.controllers.supervisor import Backoff, supervise
 from purelb.controllers.workqueue import RETRY_BACKOFF, WorkQueue
@@ -67,7 +69,7 @@ from purelb.kube import (
     Resource,
     micro_time,
 )
-from purelb.model import Service, ServiceKey, service_key
+from purelb.model import ServiceKey, service_key
 from purelb.obs import Health, serve_health_and_metrics
 
 LOGGER = logging.getLogger(__name__)
@@ -297,13 +299,14 @@ class AllocatorDaemon:
         try:
             began = trio.current_time()
             groups, _ = await self._client.list_all(SERVICE_GROUPS, namespace=s.namespace)
-            services = await self._list_services()
-            barrier = reconciler.barrier(groups, services)
+            listed = await self._list_services(reconciler.listing(groups))
+            barrier = reconciler.barrier(groups, listed)
             LOGGER.info("event=startup_barrier term=%d groups=%d services=%d imported=%d "
                         "conflicts=%d seconds=%.3f", self.terms, barrier.groups,
                         barrier.services, barrier.imported, barrier.conflicts,
                         trio.current_time() - began)
-            del groups, services  # the caches serve reads from here on
+            del groups, listed  # the caches serve reads from here on
+            trim_heap()  # the barrier's pages were freed at once: give the memory back
             with trio.move_on_after(NETBOX_SYNC_BUDGET_S) as budget:
                 await reconciler.netbox_start()
             if budget.cancelled_caught:
@@ -320,17 +323,18 @@ class AllocatorDaemon:
             with trio.CancelScope(shield=True):
                 await reconciler.netbox.aclose()
 
-    async def _list_services(self) -> list[Service]:
-        """Every Service, parsed page by page: one page of full objects alive at a time."""
-        out: list[Service] = []
+    async def _list_services(self, listing: ServiceListing) -> ServiceListing:
+        """Every Service, parsed page by page into ``listing``: one page of full objects
+        and parsed Services alive at a time."""
         token: str | None = None
         while True:
             page = await self._client.list(SERVICES, limit=self.settings.reflector.page_size,
                                            continue_token=token)
-            out.extend(parse_services(page.get("items") or []))
+            listing.add(parse_services(page.get("items") or []))
             token = (page.get("metadata") or {}).get("continue") or None
+            del page
             if not token:
-                return out
+                return listing
 
     async def _worker(self, reconciler: Reconciler) -> None:
         queue = reconciler.queue

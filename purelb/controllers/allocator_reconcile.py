@@ -24,7 +24,6 @@ import binascii
 import enum
 import logging
 import math
-import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from purelb.controllers.allocator_writer import NotLeader, Writer
 from purelb.controllers.workqueue import WorkQueue
 from purelb.errors import ApiError
 from purelb.ipam.allocator import Allocator, AllocatorSettings
-from purelb.ipam.decision import ConfigResult, Decision, Event, EventType
+from purelb.ipam.decision import ConfigResult, Decision, Event, EventType, ImportEntry
 from purelb.ipam.netbox import NetboxMetrics
 from purelb.ipam.netbox_driver import NetboxDriver
 from purelb.kube import Conflict, NotFound
@@ -120,6 +119,43 @@ class _OwnWrites:
     last: str | None
 
 
+class ServiceListing:
+    """What the startup barrier keeps of each Service in its fresh list.
+
+    The daemon parses the list a page at a time and :meth:`add` keeps, per Service, only
+    its key and resourceVersion, plus an :class:`~purelb.ipam.decision.ImportEntry` (and
+    for NetBox the uid) of those with an ingress to import: ~0.3 KB instead of a parsed Service
+    (~1.5 KB), so a restart with 10,000 Services peaks ~12 MB lower, and the memory the
+    parsing used is reused page after page instead of fragmented.
+    """
+
+    __slots__ = ("_allocator", "_keep_uids", "entries", "uids", "versions")
+
+    def __init__(self, allocator: Allocator, *, keep_uids: bool) -> None:
+        self._allocator = allocator
+        self._keep_uids = keep_uids
+        self.entries: list[ImportEntry] = []
+        self.versions: dict[ServiceKey, str] = {}
+        """Every listed Service's resourceVersion, in list order."""
+        self.uids: dict[ServiceKey, str] = {}
+        """uid of each Service with an ingress to import, if a ServiceGroup uses NetBox
+        (its records name the owner's uid)."""
+
+    def add(self, services: Iterable[Service]) -> ServiceListing:
+        """Keep what the barrier needs of ``services``; returns ``self``."""
+        for svc in services:
+            entry = self._allocator.import_entry(svc)
+            if entry is not None:
+                self.entries.append(entry)
+                key = entry.key
+                if self._keep_uids:
+                    self.uids[key] = svc.uid
+            else:
+                key = svc.key
+            self.versions[key] = svc.resource_version
+        return self
+
+
 def split_key(key: ServiceKey) -> tuple[str, str]:
     namespace, _, name = key.partition("/")
     return namespace, name
@@ -156,7 +192,7 @@ class Reconciler:
         self.netbox = NetboxDriver(lambda g: self._tokens.get(g.name), metrics=netbox_metrics)
         """NetBox I/O for ``spec.netbox`` groups (only the leader's term has one)."""
         self._reported_netbox: dict[str, str] = {}
-        self._imported_services: list[Service] = []
+        self._imported_uids: dict[ServiceKey, str] = {}
         self._settings = settings
         self._writer = writer
         self._services = services
@@ -186,26 +222,38 @@ class Reconciler:
 
     # ------------------------------------------------------------------ barrier
 
-    def barrier(self, groups: list[JSON], parsed: list[Service]) -> BarrierResult:
-        """Install ``groups`` and import every branded ingress of ``parsed`` (fresh lists).
+    def listing(self, groups: list[JSON]) -> ServiceListing:
+        """An empty :class:`ServiceListing` for this term's barrier over ``groups``."""
+        # uids only matter to the NetBox sync (a group that then fails to parse just
+        # means they were kept for nothing)
+        netbox = any(isinstance(g.get("spec"), dict) and g["spec"].get("netbox") is not None
+                     for g in groups)
+        return ServiceListing(self.allocator, keep_uids=netbox)
+
+    def barrier(self, groups: list[JSON], listed: ServiceListing | Iterable[Service]
+                ) -> BarrierResult:
+        """Install ``groups`` and import every branded ingress of ``listed`` (fresh lists).
 
         Sync: nothing can be reconciled half-way through. Backfills every Service, so the
         first pass over the cluster is level-triggered too.
         """
+        if not isinstance(listed, ServiceListing):
+            listed = self.listing(groups).add(listed)
         result = self.allocator.set_config(groups)
         self._metrics.config_loaded.set(1 if result.accepted else 0)
-        imported = self.allocator.import_services(parsed)
-        self._imported_services = parsed
+        imported = self.allocator.import_services(listed.entries)
+        if any(g.netbox is not None for g in self.allocator.groups.values()):
+            self._imported_uids = listed.uids  # the NetBox sync labels records with them
         for conflict in imported.conflicts:
             LOGGER.warning("event=import_conflict service=%s address=%s reason=%s",
                            conflict.service, conflict.address, conflict.failure.message)
         self._metrics.imported.set(imported.services)
         for key in imported.requeue:
             self.queue.add(key)  # their ingress must be rewritten: first in line
-        self.backfill(svc.key for svc in parsed)
-        self._listed = {svc.key: svc.resource_version for svc in parsed}
+        self.backfill(listed.versions)
+        self._listed = listed.versions
         self.queue.add(Marker.CONFIG)  # reports rejected groups as events
-        return BarrierResult(groups=len(groups), services=len(parsed),
+        return BarrierResult(groups=len(groups), services=len(listed.versions),
                              imported=imported.services, conflicts=len(imported.conflicts))
 
     def backfill(self, keys: Iterable[ServiceKey]) -> None:
@@ -253,11 +301,11 @@ class Reconciler:
     async def netbox_start(self) -> None:
         """After the barrier: NetBox clients, then reconcile NetBox with the imported Services
         (orphans released, lost addresses re-claimed). Sync, errors logged, never raised."""
-        services, self._imported_services = self._imported_services, []
+        uids, self._imported_uids = self._imported_uids, {}
         if not any(g.netbox is not None for g in self.allocator.groups.values()):
             return
         await self._netbox_configure()
-        report = await self.netbox.sync(self.allocator, {s.key: s for s in services})
+        report = await self.netbox.sync(self.allocator, uids)
         LOGGER.info("event=netbox_sync released=%d reclaimed=%d relabelled=%d incomplete=%s",
                     len(report.released), len(report.reclaimed), len(report.relabelled),
                     ",".join(report.incomplete) or "-")
@@ -485,57 +533,33 @@ class Reconciler:
 _META_KEPT = ("name", "namespace", "uid", "resourceVersion", "annotations")
 _SPEC_KEPT = ("type", "loadBalancerClass", "clusterIP", "clusterIPs", "ipFamilyPolicy",
               "externalTrafficPolicy", "allocateLoadBalancerNodePorts", "loadBalancerIP")
-#: strings up to this long are interned in the cache: annotation keys (63 + prefix) and
-#: values such as group names; longer values are rarely shared
-_INTERN_MAX_CHARS = 80
 
 
 def slim_service(obj: JSON) -> JSON:
     """The part of a Service the allocator reads: what its watch cache keeps.
 
     A Service from the API carries selectors, node ports, labels and managedFields the
-    allocator never looks at; caching only this, with the strings every Service repeats
-    (namespace, annotation keys and values, enum-like spec values) interned, keeps 10,000
-    Services in a few MB. A field added to ``parse_service`` must be added here too (a
-    unit test compares them).
+    allocator never looks at; the cache keeps only this, serialized at once
+    (:mod:`~purelb.controllers.allocator_cache`), so nothing here is worth interning. A
+    field added to ``parse_service`` must be added here too (a unit test compares them).
     """
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
-    out_meta: JSON = {k: meta[k] for k in _META_KEPT if k in meta and k != "annotations"}
-    if isinstance(out_meta.get("namespace"), str):
-        out_meta["namespace"] = sys.intern(out_meta["namespace"])
-    annotations = meta.get("annotations")
-    if isinstance(annotations, dict):
-        out_meta["annotations"] = {_intern(k): _intern(v) for k, v in annotations.items()}
-    elif annotations is not None:
-        out_meta["annotations"] = annotations  # malformed: keep it so parsing reports it
-    out_spec: JSON = {k: _intern(spec[k]) for k in _SPEC_KEPT if k in spec}
-    families = spec.get("ipFamilies")
-    if isinstance(families, list):
-        out_spec["ipFamilies"] = [_intern(f) for f in families]
+    out_meta: JSON = {k: meta[k] for k in _META_KEPT if k in meta}
+    out_spec: JSON = {k: spec[k] for k in _SPEC_KEPT if k in spec}
+    if isinstance(spec.get("ipFamilies"), list):
+        out_spec["ipFamilies"] = spec["ipFamilies"]
     ports = spec.get("ports")
     if isinstance(ports, list):
-        out_spec["ports"] = [{k: _intern(p[k]) for k in ("protocol", "port") if k in p}
+        out_spec["ports"] = [{k: p[k] for k in ("protocol", "port") if k in p}
                              if isinstance(p, dict) else p for p in ports]
     elif ports is not None:
         out_spec["ports"] = ports  # malformed: keep it so parsing reports it
     out: JSON = {"metadata": out_meta, "spec": out_spec}
     status = obj.get("status")
     if isinstance(status, dict) and "loadBalancer" in status:
-        lb = status["loadBalancer"]
-        ingress = lb.get("ingress") if isinstance(lb, dict) else None
-        if isinstance(ingress, list):
-            lb = {"ingress": [{k: _intern(v) for k, v in e.items()} if isinstance(e, dict) else e
-                              for e in ingress]}
-        out["status"] = {"loadBalancer": lb}
+        out["status"] = {"loadBalancer": status["loadBalancer"]}
     return out
-
-
-def _intern(value: Any) -> Any:
-    """Share a short string with every other Service that has it (keys, enums, groups)."""
-    if isinstance(value, str) and len(value) <= _INTERN_MAX_CHARS:
-        return sys.intern(value)
-    return value
 
 
 def parse_services(objs: Iterable[JSON]) -> list[Service]:

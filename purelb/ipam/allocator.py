@@ -36,12 +36,13 @@ Rules (see docs/ipam.md for where they differ from PureLB):
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from purelb.errors import AllocationError, ConfigError
-from purelb.ipam._book import AddressBook, HeldAddress, Refusal, sort_key
+from purelb.ipam._book import AddressBook, HeldAddress, Holding, Refusal, sort_key
 from purelb.ipam._families import families_for, family_order
 from purelb.ipam.decision import (
     RETRY_ON_FREE,
@@ -54,6 +55,7 @@ from purelb.ipam.decision import (
     FailureReason,
     GroupStats,
     ImportConflict,
+    ImportEntry,
     ImportResult,
     Outcome,
     Released,
@@ -141,7 +143,7 @@ class Allocator:
         self._sources: dict[str, AddressSource] = {}
         self._index = AddressIndex(())
         self._book = AddressBook()
-        self._held: dict[ServiceKey, dict[int, IPAddress]] = {}
+        self._held: dict[ServiceKey, Holding] = {}
         self._waiting: dict[ServiceKey, str | None] = {}
         self._waiting_by_group: dict[str | None, set[ServiceKey]] = {}
         self._invalid: set[ServiceKey] = set()
@@ -244,36 +246,57 @@ class Allocator:
 
     # ------------------------------------------------------------------ startup barrier
 
-    def import_services(self, services: Iterable[Service]) -> ImportResult:
+    def import_entry(self, svc: Service) -> ImportEntry | None:
+        """What :meth:`import_services` will read of ``svc``; ``None`` if it imports nothing.
+
+        Only Services that are ours, LoadBalancer, branded ``purelb.io/allocated-by:
+        PureLB`` and with an ingress are imported. Needs no config: the barrier reduces
+        each listed page to entries before the import.
+        """
+        if not (
+            svc.ingress
+            and svc.is_load_balancer
+            and self._is_ours(svc)
+            and svc.annotations.get(ann.ALLOCATED_BY) == ann.BRAND
+        ):
+            return None
+        return ImportEntry(
+            key=svc.key,
+            ingress=svc.ingress,
+            # keys and group names repeat across Services: one copy each
+            sharing_key=sys.intern(self._sharing_key(svc)),
+            ports=self._book.port_set(svc.ports),
+            allocated_from=sys.intern(svc.annotations.get(ann.ALLOCATED_FROM, "")),
+        )
+
+    def import_services(self, services: Iterable[Service | ImportEntry]) -> ImportResult:
         """Adopt the addresses already written on Services (once, before any reconcile).
 
-        Only Services that are ours, LoadBalancer and branded ``purelb.io/allocated-by:
-        PureLB`` are imported, in key order; an entry that clashes with an earlier one (or
-        cannot be parsed) is reported and its Service requeued to be rewritten.
+        Services (or their :meth:`import_entry`) are imported in key order; an entry that
+        clashes with an earlier one (or cannot be parsed) is reported and its Service
+        requeued to be rewritten.
         """
         if not self._configured:
             raise RuntimeError("set_config() must run before import_services()")
         if self._imported:
             raise RuntimeError("import_services() runs once, at startup")
         self._imported = True
+        entries = [
+            e
+            for item in services
+            if (e := item if isinstance(item, ImportEntry) else self.import_entry(item))
+        ]
+        entries.sort(key=lambda e: e.key)
         conflicts: list[ImportConflict] = []
         requeue: list[ServiceKey] = []
         imported = 0
-        for svc in sorted(services, key=lambda s: s.key):
-            if not (
-                svc.ingress
-                and svc.is_load_balancer
-                and self._is_ours(svc)
-                and svc.annotations.get(ann.ALLOCATED_BY) == ann.BRAND
-            ):
-                continue
-            key = svc.key
-            sharing_key = self._sharing_key(svc)
-            ports = frozenset(svc.ports)
+        for entry in entries:
+            key = entry.key
+            hint = self._legacy_hint(entry.allocated_from)
             failed = False
-            for text in svc.ingress:
+            for text in entry.ingress:
                 try:
-                    self._import_one(key, text, sharing_key, ports, self._legacy_hint(svc))
+                    self._import_one(key, text, entry.sharing_key, entry.ports, hint)
                 except Refusal as refusal:
                     conflicts.append(ImportConflict(key, text, refusal.failure))
                     failed = True
@@ -289,13 +312,13 @@ class Allocator:
             requeue=tuple(requeue),
         )
 
-    def _legacy_hint(self, svc: Service) -> str | None:
+    def _legacy_hint(self, allocated_from: str) -> str | None:
         """The NetBox group without CIDR prefixes a Service's addresses came from, if any.
 
         Such a group has no ranges, so no address maps to it by value; the
         ``allocated-from`` annotation we wrote says where an imported address belongs.
         """
-        name = svc.annotations.get(ann.ALLOCATED_FROM, "").split(",")[0].strip()
+        name = allocated_from.split(",")[0].strip()
         group = self._groups.get(name)
         if group is not None and group.netbox is not None and not group.netbox.prefixes:
             return name  # no CIDR to place by (legacy flow, or prefixes given by id)
@@ -337,7 +360,7 @@ class Allocator:
                     ) from None
             address = self._book.add(ip, group, sharing_key)
         self._book.attach(key, address, ports)
-        self._held.setdefault(key, {})[ip.version] = ip
+        self._held.setdefault(key, Holding())[ip.version] = ip
 
     # ------------------------------------------------------------------ reconcile
 
@@ -369,7 +392,7 @@ class Allocator:
         """
         key = svc.key
         sharing_key = self._sharing_key(svc)
-        ports = frozenset(svc.ports)
+        ports = self._book.port_set(svc.ports)
         held = self._held.get(key, {})
         released: list[Released] = []
         touched: set[str | None] = set()
@@ -540,8 +563,8 @@ class Allocator:
     ) -> Decision:
         key = svc.key
         sharing_key = self._sharing_key(svc)
-        ports = frozenset(svc.ports)
-        held = self._held.setdefault(key, {})
+        ports = self._book.port_set(svc.ports)
+        held = self._held.setdefault(key, Holding())
 
         # Phase A (kept even if B fails): drop families no longer wanted.
         dropped = [ip for family, ip in sorted(held.items()) if family not in plan.wanted]

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
-from purelb.model import IPAddress, PoolType, RejectedGroup, ServiceKey
+from purelb.model import IPAddress, PoolType, RejectedGroup, ServiceKey, ServicePort
 
 
 class Outcome(Enum):
@@ -177,6 +177,23 @@ class ImportResult:
     """Ingress entries not imported (clash with an earlier Service, unparseable...)."""
     requeue: tuple[ServiceKey, ...]
     """Services whose ingress must be rewritten (their conflicts are listed above)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportEntry:
+    """What the startup import reads of one Service (:meth:`Allocator.import_entry`).
+
+    The barrier lists every Service of the cluster; keeping this instead of the parsed
+    Service (~1.5 KB) until the import keeps a restart's memory peak low.
+    """
+
+    key: ServiceKey
+    ingress: tuple[str, ...]
+    """``status.loadBalancer.ingress[].ip`` as written."""
+    sharing_key: str
+    ports: frozenset[ServicePort]
+    allocated_from: str
+    """The ``purelb.io/allocated-from`` annotation (places legacy NetBox addresses)."""
 
 
 @dataclass(frozen=True, slots=True)

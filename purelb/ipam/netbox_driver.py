@@ -366,8 +366,10 @@ class NetboxDriver:
 
     # ------------------------------------------------------------------ startup sync
 
-    async def sync(self, alloc: Allocator, services: Mapping[ServiceKey, Service]) -> SyncReport:
+    async def sync(self, alloc: Allocator, uids: Mapping[ServiceKey, str]) -> SyncReport:
         """Reconcile NetBox with the Services once imported (call after ``import_services``).
+
+        ``uids``: the uid of each imported Service (owner labels carry it).
 
         Per (NetBox, tenant): release orphans, re-claim addresses NetBox lost (an Event on
         the Service when someone else took it meanwhile), relabel stale owner names.
@@ -388,7 +390,7 @@ class NetboxDriver:
                     held.setdefault(ip, []).extend(keys)
             try:
                 await self._sync_tenant(
-                    client, tenant, states, held, holders, services, report, anywhere
+                    client, tenant, states, held, holders, uids, report, anywhere
                 )
             except NetboxError as exc:
                 # NetBox down or the token refused: nothing is released or claimed for
@@ -406,7 +408,7 @@ class NetboxDriver:
         states: list[_GroupState],
         held: dict[IPAddress, list[ServiceKey]],
         holders: dict[str | None, dict[IPAddress, list[ServiceKey]]],
-        services: Mapping[ServiceKey, Service],
+        uids: Mapping[ServiceKey, str],
         report: SyncReport,
         anywhere: set[IPAddress],
     ) -> None:
@@ -417,14 +419,12 @@ class NetboxDriver:
             await client.release(rec, legacy=legacy)
             report.released.append(rec.address)
         for rec, key in plan.relabel:
-            svc = services.get(key)
-            self._remember(await client.relabel(rec, Owner(key, svc.uid if svc else "")))
+            self._remember(await client.relabel(rec, Owner(key, uids.get(key, ""))))
             report.relabelled.append(rec.address)
         for rec in records:
             if rec.owner is not None and rec.address in held and rec.address not in self._records:
                 self._remember(rec)
         for ip, key in plan.reclaim:
-            svc = services.get(key)
             state = next(
                 (s for s in states if ip in holders.get(s.group.name, {})),
                 states[0],
@@ -433,7 +433,7 @@ class NetboxDriver:
                 prefix = await self._prefix(state, ip.version)
                 self._remember(
                     await client.claim(
-                        ip, Owner(key, svc.uid if svc else ""), tenant, prefix=prefix
+                        ip, Owner(key, uids.get(key, "")), tenant, prefix=prefix
                     )
                 )
                 report.reclaimed.append(ip)

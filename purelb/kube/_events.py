@@ -13,8 +13,10 @@ come from the injected ``now`` function; the window uses trio's clock.
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 import random
+import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,6 +92,19 @@ class _Series:
     last_seen: float
 
 
+#: bytes of the digest that keys a series: 128 bits, so two different events never
+#: share a series in practice (the chance is ~n**2 / 2**129 for n tracked series)
+_SERIES_KEY_BYTES = 16
+
+
+def _series_key(*parts: str) -> bytes:
+    """A short fixed-size key for an event's identity (regarding, type, reason, action,
+    note). The table holds up to ``max_tracked`` of them; the parts themselves (a uid
+    and a ~100-character note) would cost ~0.3 KB per entry instead of ~50 bytes."""
+    text = repr(parts).encode()  # unambiguous: no two tuples of strings share a repr
+    return hashlib.blake2b(text, digest_size=_SERIES_KEY_BYTES).digest()
+
+
 def micro_time(when: datetime) -> str:
     """Kubernetes MicroTime: RFC 3339 UTC with microseconds."""
     # isoformat pads the year to four digits (glibc's strftime %Y does not)
@@ -132,7 +147,7 @@ class EventRecorder:
         self._client = client
         self.settings = settings
         self._now = now
-        self._series: OrderedDict[tuple[str, ...], _Series] = OrderedDict()
+        self._series: OrderedDict[bytes, _Series] = OrderedDict()
         self._rng = random.Random()
 
     def __repr__(self) -> str:
@@ -155,8 +170,9 @@ class EventRecorder:
                     f"event {label} must be 1..{MAX_REASON_CHARS} chars, got {value!r}")
         ref = object_reference(regarding)
         note = _truncate_note(note)
-        key = (ref.get("uid") or f"{ref['kind']}/{ref.get('namespace', '')}/{ref['name']}",
-               type.value, reason, action, note)
+        key = _series_key(
+            ref.get("uid") or f"{ref['kind']}/{ref.get('namespace', '')}/{ref['name']}",
+            type.value, reason, action, note)
         now_t = trio.current_time()
         wall = micro_time(self._now())
         series = self._series.get(key)
@@ -196,7 +212,8 @@ class EventRecorder:
             LOGGER.warning("event=event_record_failed reason=%s regarding=%s error=%s",
                            reason, ref["name"], exc)
             return EventOutcome.FAILED
-        self._series[key] = _Series(namespace=namespace, name=name, count=1, last_seen=now_t)
+        self._series[key] = _Series(namespace=sys.intern(namespace), name=name, count=1,
+                                    last_seen=now_t)
         self._series.move_to_end(key)
         while len(self._series) > self.settings.max_tracked:
             self._series.popitem(last=False)

@@ -235,6 +235,7 @@ class Reflector:
             initial = await self._initial_list()
             task_status.started(self)
             await self._emit(initial)
+            del initial  # one Change per object: not kept for the reflector's lifetime
             async with trio.open_nursery() as nursery:
                 if self.settings.resync_s is not None:
                     nursery.start_soon(self._resync_loop)

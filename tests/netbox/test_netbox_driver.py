@@ -45,7 +45,7 @@ class Cluster:
         for s in services:
             self.services[s.key] = s
         self.alloc.import_services(self.services.values())
-        report = await self.driver.sync(self.alloc, self.services)
+        report = await self.driver.sync(self.alloc, {k: s.uid for k, s in self.services.items()})
         await self.settle(list(self.services))
         return report
 

@@ -330,3 +330,47 @@ async def test_a_group_not_yet_judged_gets_no_status_until_its_config_is_applied
     await rec.apply_config()
     await rec.flush_group_status()
     assert writer.group_status["bad"]["conditions"][0]["reason"] == "Overlap"
+
+
+def _branded(name: str, ip: str, uid: str = "") -> JSON:
+    obj = service(name)
+    obj["metadata"]["uid"] = uid or f"u-{name}"
+    obj["metadata"]["annotations"] = {"purelb.io/allocated-by": "PureLB",
+                                      "purelb.io/allocated-from": "default"}
+    obj["status"] = {"loadBalancer": {"ingress": [{"ip": ip}]}}
+    return obj
+
+
+def test_the_barrier_listing_keeps_versions_for_all_and_import_entries_for_the_branded():
+    objects = {"web": _branded("web", "10.0.0.1"), "new": service("new"),
+               "db": _branded("db", "10.0.0.2")}
+    rec, _, _ = make({})
+    listing = rec.listing([GROUP])
+    listing.add(parse_services(objects.values()))
+    assert list(listing.versions) == ["default/web", "default/new", "default/db"]
+    assert sorted(e.key for e in listing.entries) == ["default/db", "default/web"]
+    assert listing.uids == {}  # no NetBox group: no owner labels to write
+    entry = next(e for e in listing.entries if e.key == "default/web")
+    assert (entry.ingress, entry.sharing_key, entry.allocated_from) == (("10.0.0.1",), "",
+                                                                       "default")
+
+    netbox = {"metadata": {"name": "nb"}, "spec": {"netbox": {"url": "https://nb.test"}}}
+    with_uids = rec.listing([GROUP, netbox]).add(parse_services(objects.values()))
+    assert with_uids.uids == {"default/web": "u-web", "default/db": "u-db"}
+
+
+def test_a_barrier_from_a_listing_imports_like_one_from_parsed_services():
+    objects = {"web": _branded("web", "10.0.0.1"), "clash": _branded("clash", "10.0.0.1"),
+               "new": service("new")}
+    by_list, _, _ = make(objects)
+    fresh = Reconciler(settings=AllocatorSettings(), writer=FakeWriter({}),
+                       services=lambda ns, name: None, groups=lambda: [GROUP],
+                       queue=WorkQueue(), metrics=AllocatorMetrics(lambda: None, lambda: 0),
+                       conflict_retries=3, now=lambda: "2026-01-01T00:00:00.000000Z")
+    listing = fresh.listing([GROUP])
+    for obj in objects.values():  # page by page
+        listing.add(parse_services([obj]))
+    result = fresh.barrier([GROUP], listing)
+    assert (result.services, result.imported, result.conflicts) == (3, 1, 1)
+    assert fresh.allocator.snapshot() == by_list.allocator.snapshot()
+    assert fresh.backlog == by_list.backlog
