@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from purelb import fastjson
 from purelb.controllers.allocator_reconcile import slim_service
 from purelb.model import annotations as ann
 
@@ -89,12 +90,12 @@ class PackedService(Mapping[str, Any]):
     __slots__ = ("raw",)
 
     def __init__(self, obj: Mapping[str, Any]) -> None:
-        self.raw = deflate(json.dumps(obj, separators=_COMPACT).encode())
+        self.raw = deflate(fastjson.dumps(obj))
         """The deflated compact JSON (:func:`inflate` gives the JSON back)."""
 
     def unpack(self) -> JSON:
         """A fresh dict of the whole object (the namespace string shared, not copied)."""
-        data: JSON = json.loads(inflate(self.raw))
+        data: JSON = fastjson.loads(inflate(self.raw))
         meta = data.get("metadata")
         if isinstance(meta, dict) and isinstance(meta.get("namespace"), str):
             # the reflector store keeps (namespace, name) of every entry as its key
