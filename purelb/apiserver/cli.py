@@ -19,6 +19,7 @@ from pathlib import Path
 import trio
 
 from purelb.errors import ConfigError
+from purelb.heap import tune_gc
 
 from ._kubeconfig import write_kubeconfig
 from ._server import ApiServer, ApiServerConfig, serve_apiserver
@@ -118,6 +119,7 @@ async def _main(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    tune_gc()  # a store of long-lived objects: see purelb.heap
     try:
         trio.run(_main, args)
     except ConfigError as exc:

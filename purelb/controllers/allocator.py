@@ -45,11 +45,11 @@ from purelb.controllers.allocator_reconcile import (
     parse_services,
 )
 from purelb.controllers.allocator_writer import KubeWriter, NotLeader
-from purelb.controllers.heap import trim_heap
 from purelb.controllers.leadership import Elector, LeaseTimings, run_election
 from purelb.controllers.supervisor import Backoff, supervise
 from purelb.controllers.workqueue import RETRY_BACKOFF, WorkQueue
 from purelb.errors import ApiError, ConfigError
+from purelb.heap import trim_heap
 from purelb.ipam.allocator import Allocator, AllocatorSettings
 from purelb.ipam.netbox import NetboxMetrics
 from purelb.kube import (

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from purelb.errors import ConfigError
+from purelb.heap import tune_gc
 from purelb.kube import client_from_args
 from purelb.obs import configure_logging
 
@@ -69,6 +70,7 @@ def run_command(
     except (ConfigError, ValueError) as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    tune_gc()
     try:
         trio.run(serve, args, settings)
     except ConfigError as exc:  # found at start-up, e.g. an unusable kubeconfig

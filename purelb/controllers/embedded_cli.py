@@ -26,6 +26,7 @@ from purelb.controllers.embedded import (
     default_crd_dir,
 )
 from purelb.errors import ConfigError, PurelbError
+from purelb.heap import tune_gc
 from purelb.obs import configure_logging
 
 LOGGER = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         configure_logging(args.log_level, args.log_format)
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
         settings = settings_from_args(args)
+        tune_gc()  # API server, allocator and agent in one process: see purelb.heap
         trio.run(serve, settings)
     except (ConfigError, PurelbError, PermissionError, BaseExceptionGroup) as exc:
         leaves = _leaves(exc)

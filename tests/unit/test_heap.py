@@ -7,7 +7,7 @@ import platform
 
 import pytest
 
-from purelb.controllers import heap
+from purelb import heap
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -36,3 +36,35 @@ def test_a_libc_without_malloc_trim_is_a_no_op(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(heap.ctypes, "CDLL", NoTrim)
     assert heap.trim_heap() is False
+
+
+def test_the_daemons_gc_pace_is_set_and_collects_cycles_still():
+    import gc
+
+    saved = gc.get_threshold()
+    try:
+        heap.tune_gc()
+        assert gc.get_threshold() == heap.GC_THRESHOLDS
+        assert heap.GC_THRESHOLDS[0] > saved[0]  # young collections less often, not never
+
+        class Node:
+            def __init__(self) -> None:
+                self.me = self  # a cycle: only the cyclic GC frees it
+
+        import weakref
+        ref = weakref.ref(Node())
+        gc.collect()
+        assert ref() is None
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_every_long_running_entry_point_sets_the_gc_pace():
+    """The API server, the allocator/agent shell and embedded mode each call tune_gc."""
+    import inspect
+
+    from purelb.apiserver import cli as apiserver_cli
+    from purelb.controllers import daemon_cli, embedded_cli
+
+    for module in (apiserver_cli, daemon_cli, embedded_cli):
+        assert "tune_gc()" in inspect.getsource(module), module.__name__
