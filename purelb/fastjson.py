@@ -26,8 +26,6 @@ import orjson
 
 _COMPACT = (",", ":")
 
-JSONDecodeError = json.JSONDecodeError
-
 
 def dumps(obj: Any) -> bytes:
     """Compact JSON bytes of ``obj``."""

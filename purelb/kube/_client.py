@@ -56,8 +56,6 @@ from ._watch import LineSplitter, WatchEvent, decode_event
 LOGGER = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-#: compact JSON for request bodies (no spaces: fewer bytes to send and parse)
-_COMPACT = (",", ":")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
