@@ -14,7 +14,6 @@ the daemon's change handlers read ``obj.get("metadata")`` from it as from a dict
 
 from __future__ import annotations
 
-import json
 import sys
 import zlib
 from collections.abc import Iterator, Mapping
@@ -25,7 +24,6 @@ from purelb.controllers.allocator_reconcile import slim_service
 from purelb.model import annotations as ann
 
 JSON = dict[str, Any]
-_COMPACT = (",", ":")
 
 #: raw deflate (no header or checksum: the bytes never leave this process) with a 4 KiB
 #: window -- a slimmed Service is ~0.5 KB, so the preset dictionary and the whole entry
@@ -65,7 +63,7 @@ def _preset_dictionary() -> bytes:
                  "ipFamilies": ["IPv4"], "ports": [{"protocol": "TCP", "port": 80}]},
         "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1", "ipMode": "VIP"}]}},
     }
-    return b"".join(json.dumps(t, separators=_COMPACT).encode() for t in (rare, common))
+    return b"".join(fastjson.dumps(t) for t in (rare, common))  # the entries' own encoder
 
 
 ZDICT = _preset_dictionary()
@@ -112,7 +110,7 @@ class PackedService(Mapping[str, Any]):
         return len(self.unpack())
 
     def __repr__(self) -> str:
-        text = json.dumps(self.unpack(), separators=_COMPACT)
+        text = inflate(self.raw)
         return f"PackedService({text[:80]!r}{'...' if len(text) > 80 else ''})"
 
 
