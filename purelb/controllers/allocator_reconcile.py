@@ -230,15 +230,12 @@ class Reconciler:
                      for g in groups)
         return ServiceListing(self.allocator, keep_uids=netbox)
 
-    def barrier(self, groups: list[JSON], listed: ServiceListing | Iterable[Service]
-                ) -> BarrierResult:
+    def barrier(self, groups: list[JSON], listed: ServiceListing) -> BarrierResult:
         """Install ``groups`` and import every branded ingress of ``listed`` (fresh lists).
 
         Sync: nothing can be reconciled half-way through. Backfills every Service, so the
         first pass over the cluster is level-triggered too.
         """
-        if not isinstance(listed, ServiceListing):
-            listed = self.listing(groups).add(listed)
         result = self.allocator.set_config(groups)
         self._metrics.config_loaded.set(1 if result.accepted else 0)
         imported = self.allocator.import_services(listed.entries)

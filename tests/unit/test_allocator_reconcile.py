@@ -108,7 +108,7 @@ def make(objects: dict[str, JSON], cache: dict[str, JSON] | None = None
                      services=lambda ns, name: cache.get(name), groups=lambda: groups,
                      queue=queue, metrics=AllocatorMetrics(lambda: None, lambda: 0),
                      conflict_retries=3, now=lambda: "2026-01-01T00:00:00.000000Z")
-    rec.barrier(groups, parse_services(objects.values()))
+    rec.barrier(groups, rec.listing(groups).add(parse_services(objects.values())))
     return rec, writer, cache
 
 
@@ -359,7 +359,7 @@ def test_the_barrier_listing_keeps_versions_for_all_and_import_entries_for_the_b
     assert with_uids.uids == {"default/web": "u-web", "default/db": "u-db"}
 
 
-def test_a_barrier_from_a_listing_imports_like_one_from_parsed_services():
+def test_a_barrier_listed_page_by_page_imports_like_one_listed_at_once():
     objects = {"web": _branded("web", "10.0.0.1"), "clash": _branded("clash", "10.0.0.1"),
                "new": service("new")}
     by_list, _, _ = make(objects)
