@@ -119,21 +119,12 @@ class _Reply:
         self.keep_alive = False
 
 
-class _Lane:
-    """One keep-alive connection."""
-
-    __slots__ = ("stream",)
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-
-    def socket_closed(self) -> bool:
-        """Whether the server closed (or sent stray bytes on) this idle connection."""
-        stream = self.stream
-        if isinstance(stream, trio.SSLStream):
-            stream = stream.transport_stream
-        sock = getattr(stream, "socket", None)
-        return sock is None or sock.is_readable()
+def _socket_closed(stream: trio.abc.Stream) -> bool:
+    """Whether the server closed (or sent stray bytes on) this idle connection."""
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    sock = getattr(stream, "socket", None)
+    return sock is None or sock.is_readable()
 
 
 class LeanPool:
@@ -156,7 +147,7 @@ class LeanPool:
         self._connect_timeout = connect_timeout_s
         self._request_timeout = request_timeout_s
         self._limit = trio.CapacityLimiter(max_connections)
-        self._idle: list[_Lane] = []
+        self._idle: list[trio.abc.Stream] = []
         host = f"[{self._host}]" if ":" in self._host else self._host
         default_port = 443 if self._tls else 80
         netloc = host if self._port == default_port else f"{host}:{self._port}"
@@ -173,8 +164,8 @@ class LeanPool:
     async def aclose(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []
-        for lane in idle:
-            await trio.aclose_forcefully(lane.stream)
+        for stream in idle:
+            await trio.aclose_forcefully(stream)
 
     async def request(self, method: str, path: str, headers: list[tuple[str, str]],
                       body: bytes | None) -> LeanResponse:
@@ -183,27 +174,27 @@ class LeanPool:
             raise LeanError("the connection pool is closed")
         head = self._head(method, self._prefix + path, headers, body)
         async with self._limit:
-            lane = await self._take()
+            stream = await self._take()
             try:
                 # a bare CancelScope: trio.fail_after's context-manager wrapper showed in
                 # the allocator's profile (one per request)
                 with trio.CancelScope(deadline=trio.current_time() + self._request_timeout
                                       ) as deadline:
-                    response, reusable = await self._exchange(lane, head, body)
+                    response, reusable = await self._exchange(stream, head, body)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
                     _BadResponse, ssl.SSLError) as exc:
-                await trio.aclose_forcefully(lane.stream)
+                await trio.aclose_forcefully(stream)
                 raise LeanError(_describe(exc)) from exc
             except BaseException:
-                await trio.aclose_forcefully(lane.stream)  # cancelled mid-exchange
+                await trio.aclose_forcefully(stream)  # cancelled mid-exchange
                 raise
             if deadline.cancelled_caught:
-                await trio.aclose_forcefully(lane.stream)
+                await trio.aclose_forcefully(stream)
                 raise LeanError(f"no answer within {self._request_timeout:g} s")
             if reusable and not self._closed:
-                self._idle.append(lane)
+                self._idle.append(stream)
             else:
-                await trio.aclose_forcefully(lane.stream)
+                await trio.aclose_forcefully(stream)
             return response
 
     def _head(self, method: str, target: str, headers: list[tuple[str, str]],
@@ -221,15 +212,15 @@ class LeanPool:
         except UnicodeEncodeError as exc:
             raise LeanError(f"cannot form the request: {exc}") from None
 
-    async def _take(self) -> _Lane:
+    async def _take(self) -> trio.abc.Stream:
         while self._idle:
-            lane = self._idle.pop()
-            if not lane.socket_closed():
-                return lane
-            await trio.aclose_forcefully(lane.stream)
+            stream = self._idle.pop()
+            if not _socket_closed(stream):
+                return stream
+            await trio.aclose_forcefully(stream)
         return await self._connect()
 
-    async def _connect(self) -> _Lane:
+    async def _connect(self) -> trio.abc.Stream:
         try:
             with trio.fail_after(self._connect_timeout):
                 stream: trio.abc.Stream = await trio.open_tcp_stream(self._host, self._port)
@@ -249,16 +240,16 @@ class LeanPool:
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
             raise LeanError(f"connect to {self._host}:{self._port}: {_describe(exc)}") from exc
         self.connections_opened += 1
-        return _Lane(stream)
+        return stream
 
     @staticmethod
-    async def _exchange(lane: _Lane, head: bytes, body: bytes | None
+    async def _exchange(stream: trio.abc.Stream, head: bytes, body: bytes | None
                         ) -> tuple[LeanResponse, bool]:
         """Send, read one answer; also say whether the connection may be reused."""
-        await lane.stream.send_all(head + body if body else head)
+        await stream.send_all(head + body if body else head)
         reply = _Reply()
         while not reply.complete:
-            data = await lane.stream.receive_some(RECEIVE_BYTES)
+            data = await stream.receive_some(RECEIVE_BYTES)
             if not data:
                 reply.end_of_stream()
                 break
