@@ -18,7 +18,7 @@ leader that cannot renew stops writing before its lease can be taken over.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from purelb.errors import PurelbError
@@ -79,6 +79,16 @@ class KubeWriter:
     def __repr__(self) -> str:
         return f"KubeWriter({self._client!r})"
 
+    async def _counted(self, kind: str, write: Awaitable[JSON]) -> JSON:
+        """Await ``write``, reporting it to the counters as ``kind``, ok or failed."""
+        try:
+            out = await write
+        except KubeApiError:
+            self._counters.write_done(kind, False)
+            raise
+        self._counters.write_done(kind, True)
+        return out
+
     def _check_fence(self, what: str) -> None:
         if not self._fence():
             raise NotLeader(f"not the leader: refusing to {what}")
@@ -92,15 +102,9 @@ class KubeWriter:
         # the resourceVersion makes the patch a compare-and-set (409 if the Service moved
         # on since the decision was computed from it)
         body = {"metadata": {"annotations": patch, "resourceVersion": meta["resourceVersion"]}}
-        try:
-            out = await self._client.patch(SERVICES, meta["name"], body,
-                                           namespace=meta["namespace"],
-                                           patch_type=PatchType.MERGE)
-        except KubeApiError:
-            self._counters.write_done("annotations", False)
-            raise
-        self._counters.write_done("annotations", True)
-        return out
+        return await self._counted("annotations", self._client.patch(
+            SERVICES, meta["name"], body, namespace=meta["namespace"],
+            patch_type=PatchType.MERGE))
 
     async def write_ingress(self, svc: JSON, ingress: list[JSON]) -> JSON:
         meta = svc["metadata"]
@@ -110,15 +114,9 @@ class KubeWriter:
         # it a compare-and-set: 409 if the Service changed since the decision read it.
         body = {"metadata": {"resourceVersion": meta["resourceVersion"]},
                 "status": {"loadBalancer": {"ingress": ingress}}}
-        try:
-            out = await self._client.patch_status(SERVICES, meta["name"], body,
-                                                  namespace=meta["namespace"],
-                                                  patch_type=PatchType.MERGE)
-        except KubeApiError:
-            self._counters.write_done("status", False)
-            raise
-        self._counters.write_done("status", True)
-        return out
+        return await self._counted("status", self._client.patch_status(
+            SERVICES, meta["name"], body, namespace=meta["namespace"],
+            patch_type=PatchType.MERGE))
 
     async def read_service(self, namespace: str, name: str) -> JSON | None:
         try:
@@ -134,11 +132,6 @@ class KubeWriter:
     async def write_group_status(self, group: JSON, status: JSON) -> None:
         meta = group["metadata"]
         self._check_fence(f"write the status of ServiceGroup {meta['name']}")
-        try:
-            await self._client.patch_status(SERVICE_GROUPS, meta["name"], {"status": status},
-                                            namespace=meta["namespace"],
-                                            patch_type=PatchType.MERGE)
-        except KubeApiError:
-            self._counters.write_done("group_status", False)
-            raise
-        self._counters.write_done("group_status", True)
+        await self._counted("group_status", self._client.patch_status(
+            SERVICE_GROUPS, meta["name"], {"status": status}, namespace=meta["namespace"],
+            patch_type=PatchType.MERGE))
