@@ -16,9 +16,9 @@ Targets (issue 7): create->address p50 <= 150 ms; hard p50 <= 1 s, p99 <= 2 s; g
 from __future__ import annotations
 
 import json
-import os
 import time
 
+from bench._procs import cpu_seconds
 from bench.agent_lab import AgentLab, failover, settled_holder, wait_until
 
 TARGETS = {"create_p50_ms": 150, "hard_p50_ms": 1000, "hard_p99_ms": 2000,
@@ -34,12 +34,6 @@ def pct(values: list[float], q: float) -> float:
 
 def _one_holder(lab: AgentLab, address: str) -> None:
     settled_holder(lab, address)
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:

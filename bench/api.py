@@ -14,14 +14,13 @@ import argparse
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import trio
 
+from bench._procs import cpu_seconds, start_apiserver
 from bench._rawhttp import RawConnection
 
 DEFAULT_DURATION_S = 3.0
@@ -72,21 +71,8 @@ def _post(port: int, name: str) -> tuple[bytes, bytes]:
 
 
 async def _start_server(db: Path | None) -> tuple[trio.Process, int]:
-    cmd = [sys.executable, "-m", "purelb", "apiserver", "--listen", "127.0.0.1:0",
-           "--log-level", "WARNING"]
-    if db is not None:
-        cmd += ["--db", str(db)]
-    proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    buf = b""
-    with trio.fail_after(STARTUP_TIMEOUT_S):
-        while not (b"listening on " in buf and buf.endswith(b"\n")):
-            chunk = await proc.stdout.receive_some(4096)
-            if not chunk:
-                raise RuntimeError("purelb apiserver exited before listening")
-            buf += chunk
-    url = buf.decode().split("listening on ", 1)[1].split()[0]
-    return proc, int(url.rsplit(":", 1)[1])
+    return await start_apiserver(*(["--db", str(db)] if db is not None else []),
+                                 timeout_s=STARTUP_TIMEOUT_S)
 
 
 async def _list_rv(port: int) -> str:
@@ -135,13 +121,6 @@ async def _watcher(port: int, rv: str, progress: _Progress, idx: int,
             # whole marker (it is one byte shorter than one).
 
 
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _measure(storage: str, args: argparse.Namespace) -> Result:
     with tempfile.TemporaryDirectory(prefix="purelb-bench-api-") as tmp:
         db = Path(tmp) / "bench.db" if storage == "sqlite" else None
@@ -167,13 +146,13 @@ async def _measure(storage: str, args: argparse.Namespace) -> Result:
                             acked += 1
                             i += 1
 
-                cpu0 = _cpu_seconds(proc.pid)
+                cpu0 = cpu_seconds(proc.pid)
                 start = trio.current_time()
                 async with trio.open_nursery() as clients:
                     for c in range(args.clients):
                         clients.start_soon(client, c, start + args.duration)
                 elapsed = trio.current_time() - start
-                cpu = _cpu_seconds(proc.pid) - cpu0
+                cpu = cpu_seconds(proc.pid) - cpu0
                 last_ack = trio.current_time()
                 with trio.move_on_after(CATCH_UP_TIMEOUT_S):
                     await progress.wait_all(acked)

@@ -37,6 +37,7 @@ from typing import Any
 
 import trio
 
+from bench._procs import cpu_seconds, start_apiserver
 from bench._rawhttp import HEAD_END, RawConnection
 from purelb import fastjson
 
@@ -60,7 +61,6 @@ CATCH_UP_TIMEOUT_S = 120.0
 POOL = "10.128.0.0/14"
 """262,144 addresses: never the bottleneck, and large enough for any --services."""
 TARGETS = {"services_per_s": 1000.0, "p50_ms_at_100_per_s": 20.0, "rss_mb_at_10k": 60.0}
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SETTLE_WINDOW_S = 0.1
 SETTLE_IDLE_CPU_S = 0.005
 """Idle: under 5% of a core over the window (lease renewals, metrics)."""
@@ -150,19 +150,9 @@ def _free_port() -> int:
 
 async def _start_apiserver(tmp: Path) -> tuple[trio.Process, int, Path]:
     kubeconfig = tmp / "kubeconfig"
-    cmd = [sys.executable, "-m", "purelb", "apiserver", "--listen", "127.0.0.1:0",
-           "--crd", str(CRD_DIR), "--kubeconfig-out", str(kubeconfig), "--log-level", "WARNING"]
-    proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    buf = b""
-    with trio.fail_after(STARTUP_TIMEOUT_S):
-        while not (b"listening on " in buf and buf.endswith(b"\n")):
-            chunk = await proc.stdout.receive_some(4096)
-            if not chunk:
-                raise RuntimeError("purelb apiserver exited before listening")
-            buf += chunk
-    url = buf.decode().split("listening on ", 1)[1].split()[0]
-    return proc, int(url.rsplit(":", 1)[1]), kubeconfig
+    proc, port = await start_apiserver("--crd", str(CRD_DIR), "--kubeconfig-out",
+                                       str(kubeconfig), timeout_s=STARTUP_TIMEOUT_S)
+    return proc, port, kubeconfig
 
 
 async def _start_allocator(kubeconfig: Path, metrics_port: int) -> trio.Process:
@@ -195,11 +185,6 @@ async def _stop(proc: trio.Process) -> None:
         proc.kill()
         with trio.CancelScope(shield=True):
             await proc.wait()
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
 def _rss_mb(pid: int) -> float:
@@ -314,7 +299,7 @@ class _CpuMark:
 
     @classmethod
     def take(cls, alloc: trio.Process, api: trio.Process) -> _CpuMark:
-        return cls(_cpu_s(alloc.pid), _cpu_s(api.pid), _own_cpu_s())
+        return cls(cpu_seconds(alloc.pid), cpu_seconds(api.pid), _own_cpu_s())
 
 
 def _own_cpu_s() -> float:
@@ -326,10 +311,10 @@ async def _settle(alloc: trio.Process) -> float:
     """Wait until the allocator's CPU stops moving (it finished the phase's tail work)."""
     began = trio.current_time()
     with trio.move_on_after(SETTLE_TIMEOUT_S):
-        last = _cpu_s(alloc.pid)
+        last = cpu_seconds(alloc.pid)
         while True:
             await trio.sleep(SETTLE_WINDOW_S)
-            now = _cpu_s(alloc.pid)
+            now = cpu_seconds(alloc.pid)
             if now - last <= SETTLE_IDLE_CPU_S:
                 break
             last = now
